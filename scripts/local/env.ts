@@ -1,0 +1,45 @@
+// Configuration for local runs: the process environment, then a git-ignored
+// .env file for anything not already set.
+import { join } from "node:path";
+import { exists } from "./process.ts";
+
+export const DEV_SECRET = "local-dev-orchestrator-secret";
+
+/** Variables the edge functions may read; everything else stays out of their env. */
+export const FUNCTION_ENV_KEYS = [
+  "ANTHROPIC_API_KEY",
+  "ANTHROPIC_BASE_URL",
+  "ANALYSIS_MODEL",
+  "RENDER_MODEL",
+  "TWILIO_ACCOUNT_SID",
+  "TWILIO_AUTH_TOKEN",
+  "TWILIO_FROM_NUMBER",
+  "TWILIO_MESSAGING_SERVICE_SID",
+  "TWILIO_API_BASE_URL",
+  "VOICE_DISPATCH_URL",
+  "VOICE_DISPATCH_SECRET",
+];
+
+export function parseDotenv(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) continue;
+    const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!match) continue;
+    let value = match[2];
+    if (/^(["']).*\1$/.test(value)) value = value.slice(1, -1);
+    out[match[1]] = value;
+  }
+  return out;
+}
+
+export async function loadLocalEnv(root: string): Promise<Record<string, string>> {
+  const file = join(root, ".env");
+  const fromFile = (await exists(file)) ? parseDotenv(await Deno.readTextFile(file)) : {};
+  return { ...fromFile, ...Deno.env.toObject() };
+}
+
+export function pick(env: Record<string, string>, keys: string[]): Record<string, string> {
+  return Object.fromEntries(keys.filter((k) => env[k]).map((k) => [k, env[k]]));
+}

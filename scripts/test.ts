@@ -1,0 +1,198 @@
+// npm test: every check, against a throw-away stack that is never the
+// development one. Ends with one line `N passed, N failed`.
+import { join } from "node:path";
+import { FUNCTION_ENV_KEYS } from "./local/env.ts";
+import { TEST_PACKAGES } from "./local/packages.ts";
+import { freePort, pipeLines } from "./local/process.ts";
+import { repoRoot, type Stack, startStack } from "./local/stack.ts";
+
+const root = repoRoot();
+const secret = `test-secret-${crypto.randomUUID()}`;
+
+interface Tally {
+  passed: number;
+  failed: number;
+}
+const total: Tally = { passed: 0, failed: 0 };
+const failures: string[] = [];
+
+function record(name: string, result: Tally): void {
+  total.passed += result.passed;
+  total.failed += result.failed;
+  if (result.failed > 0) failures.push(name);
+  console.log(`== ${name}: ${result.passed} passed, ${result.failed} failed\n`);
+}
+
+/** Runs a command, streaming its output; returns the output and exit code. */
+async function step(
+  name: string,
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+  echo = true,
+): Promise<{ code: number; output: string }> {
+  console.log(`== ${name}`);
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: root,
+    env: { ...Deno.env.toObject(), NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let output = "";
+  const onLine = (line: string) => {
+    output += line + "\n";
+    if (echo) console.log(line);
+  };
+  await Promise.all([pipeLines(child.stdout, onLine), pipeLines(child.stderr, onLine)]);
+  const { code } = await child.status;
+  return { code, output };
+}
+
+/** A check that passes or fails as a whole. */
+async function check(name: string, cmd: string, args: string[], env = {}): Promise<void> {
+  const { code } = await step(name, cmd, args, env);
+  record(name, code === 0 ? { passed: 1, failed: 0 } : { passed: 0, failed: 1 });
+}
+
+const deno = Deno.execPath();
+const supabase = join(root, "node_modules/.bin/supabase");
+const tsFiles = async () => {
+  const files: string[] = [];
+  for (const dir of ["scripts", "shared", "supabase/functions", "tests"]) {
+    for await (const f of walk(join(root, dir))) files.push(f);
+  }
+  return files;
+};
+
+async function* walk(dir: string): AsyncGenerator<string> {
+  for await (const entry of Deno.readDir(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) yield* walk(path);
+    else if (entry.name.endsWith(".ts")) yield path;
+  }
+}
+
+// Static checks first: they need no database.
+await check("deno fmt --check", deno, ["fmt", "--check"]);
+await check("deno lint", deno, ["lint"]);
+await check("deno check", deno, ["check", ...(await tsFiles())]);
+
+const dir = await Deno.makeTempDir({ prefix: "orchestrator-test-" });
+let stack: Stack | undefined;
+const stackLog: string[] = [];
+try {
+  stack = await startStack({
+    root,
+    dir,
+    pgPort: freePort(),
+    apiPort: freePort(),
+    functionPort: () => freePort(),
+    durable: false,
+    secret,
+    // The suite never reaches real services, whatever the environment holds.
+    functionEnv: Object.fromEntries(FUNCTION_ENV_KEYS.map((k) => [k, ""])),
+    extraPackages: TEST_PACKAGES,
+    log: (line) => stackLog.push(line),
+  });
+  const testEnv = {
+    TEST_DB_URL: stack.dbUrl,
+    TEST_API_URL: stack.apiUrl,
+    ORCHESTRATOR_SECRET: secret,
+  };
+
+  const denoTests = await step("deno test", deno, ["test", "-A", "tests/"], testEnv);
+  const denoSummary = /(\d+) passed.*?\| (\d+) failed/.exec(denoTests.output);
+  record(
+    "deno test",
+    denoSummary
+      ? { passed: Number(denoSummary[1]), failed: Number(denoSummary[2]) }
+      : { passed: 0, failed: 1 },
+  );
+
+  const sqlFiles: string[] = [];
+  for await (const f of Deno.readDir(join(root, "tests/sql"))) {
+    if (f.name.endsWith(".sql")) sqlFiles.push(join("tests/sql", f.name));
+  }
+  const url = new URL(stack.dbUrl);
+  const prove = await step("pg_prove", "pg_prove", [
+    "--host",
+    url.hostname,
+    "--port",
+    url.port,
+    "--username",
+    "postgres",
+    "--dbname",
+    "postgres",
+    ...sqlFiles.sort(),
+  ], { PGPASSWORD: "postgres" });
+  const planned = Number(/Tests=(\d+)/.exec(prove.output)?.[1] ?? 0);
+  const provedFailed = [...prove.output.matchAll(/Failed (\d+)\/\d+ subtests/g)]
+    .reduce((n, m) => n + Number(m[1]), 0);
+  const proveFailed = prove.code === 0 ? 0 : Math.max(provedFailed, 1);
+  record("pg_prove", { passed: Math.max(planned - proveFailed, 0), failed: proveFailed });
+
+  const dbEnv = { PGSSLMODE: "disable", DO_NOT_TRACK: "1" };
+  await check("supabase db lint", supabase, [
+    "db",
+    "lint",
+    `--remote=${stack.dbUrl}`,
+    "--level",
+    "warning",
+    "--fail-on",
+    "error",
+  ], dbEnv);
+
+  const advisors = await step(
+    "supabase db advisors",
+    supabase,
+    [
+      "db",
+      "advisors",
+      `--remote=${stack.dbUrl}`,
+      "--level",
+      "info",
+      "--output-format",
+      "json",
+    ],
+    dbEnv,
+    false,
+  );
+  record("supabase db advisors", judgeAdvisors(advisors.code, advisors.output));
+} catch (err) {
+  console.error(err instanceof Error ? err.message : String(err));
+  record("local stack", { passed: 0, failed: 1 });
+} finally {
+  await stack?.stop();
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+
+/** Zero security findings and zero errors of any kind; the rest is listed. */
+function judgeAdvisors(code: number, output: string): Tally {
+  const start = output.indexOf("{");
+  if (code !== 0 || start < 0) {
+    console.log(output);
+    return { passed: 0, failed: 1 };
+  }
+  const { results } = JSON.parse(output.slice(start)) as {
+    results: { level: string; categories: string[]; name: string; detail: string }[];
+  };
+  const counts = new Map<string, number>();
+  for (const f of results) {
+    const key = `${f.level} ${f.categories.join("/")} ${f.name}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  for (const [key, n] of counts) console.log(`   ${n} x ${key}`);
+  const bad = results.filter((f) => f.categories.includes("SECURITY") || f.level === "ERROR");
+  for (const f of bad) console.log(`   finding: ${f.level} ${f.name}: ${f.detail}`);
+  console.log(`   security findings: ${bad.length}`);
+  return bad.length ? { passed: 0, failed: 1 } : { passed: 1, failed: 0 };
+}
+
+if (total.failed > 0) {
+  console.log(`Failed: ${failures.join(", ")}`);
+  if (stackLog.length) console.log(`Stack log (last 50 lines):\n${stackLog.slice(-50).join("\n")}`);
+}
+console.log(`${total.passed} passed, ${total.failed} failed`);
+Deno.exit(total.failed > 0 ? 1 : 0);

@@ -1,0 +1,93 @@
+// What the integration tests share: the throw-away stack that `npm test`
+// started (its addresses come in the environment), and polling helpers.
+import { connect, type Sql } from "../../shared/db.ts";
+
+function required(name: string): string {
+  const value = Deno.env.get(name);
+  if (!value) throw new Error(`${name} is not set: run the suite with npm test`);
+  return value;
+}
+
+export const stack = {
+  get dbUrl() {
+    return required("TEST_DB_URL");
+  },
+  get apiUrl() {
+    return required("TEST_API_URL");
+  },
+  get secret() {
+    return required("ORCHESTRATOR_SECRET");
+  },
+};
+
+export const functionUrl = (name: string) => `${stack.apiUrl}/functions/v1/${name}`;
+
+let shared: Sql | undefined;
+/** One pool per test file; tests share it, so sanitizers are off for them. */
+export function db(): Sql {
+  shared ??= connect(stack.dbUrl, 6);
+  return shared;
+}
+
+/** A Deno test that uses the database or the network. */
+export function stackTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
+}
+
+/**
+ * Polls until `probe` returns a value, or fails after `timeoutMs`. The deadline
+ * only guards against a hang; no test depends on how fast things happen.
+ */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | null | undefined | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== null && value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A fictional North American number in the 555-01xx range. */
+export function testPhone(): string {
+  const area = 201 + Math.floor(Math.random() * 780);
+  const line = String(Math.floor(Math.random() * 100)).padStart(2, "0");
+  return `+1${area}55501${line}`;
+}
+
+export async function createUser(
+  sql: Sql,
+  fields: { timezone?: string } = {},
+): Promise<{ id: string; phone_number: string }> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const [row] = await sql<{ id: string; phone_number: string }[]>`
+      insert into public.users (phone_number, timezone)
+      values (${testPhone()}, ${fields.timezone ?? "UTC"})
+      on conflict (phone_number) do nothing
+      returning id, phone_number`;
+    if (row) return row;
+  }
+  throw new Error("could not find a free test phone number");
+}
+
+/** A local HTTP server that records what reaches it. */
+export function recordingServer(
+  respond: (req: Request) => Response | Promise<Response> = () => new Response("ok"),
+) {
+  const received: { url: string; method: string; headers: Headers; body: string }[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    received.push({
+      url: req.url,
+      method: req.method,
+      headers: req.headers,
+      body: await req.text(),
+    });
+    return respond(req);
+  });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  return { url, received, close: () => server.shutdown() };
+}
