@@ -19,6 +19,9 @@ if (!env.ORCHESTRATOR_SECRET) {
   log(`ORCHESTRATOR_SECRET is not set: using the development default "${DEV_SECRET}"`);
 }
 
+const useRealTwilio = Boolean(env.TWILIO_ACCOUNT_SID && env.TWILIO_AUTH_TOKEN);
+const useRealClaude = Boolean(env.ANTHROPIC_API_KEY || env.ANTHROPIC_BASE_URL);
+
 const starting = startStack({
   root,
   dir: join(root, ".local/db"),
@@ -28,6 +31,10 @@ const starting = startStack({
   durable: true,
   secret,
   functionEnv: pick(env, FUNCTION_ENV_KEYS),
+  fakes: {
+    smsCatcherPort: useRealTwilio ? undefined : 54330,
+    scriptedClaudePort: useRealClaude ? undefined : 54331,
+  },
   log,
 });
 const first = await Promise.race([starting, stopRequested.promise.then(() => null)]);
@@ -46,6 +53,16 @@ Ready in ${seconds}s${stack.createdCluster ? " (new database)" : " (existing dat
   pg_net stand-in         local dispatcher, responses in net._http_response
   Vault stand-in          project_url, orchestrator_secret
   pg_cron                 process-queue every minute
+  Twilio                  ${
+  stack.fakes.smsCatcherUrl
+    ? `local SMS catcher at ${stack.fakes.smsCatcherUrl} (GET /__catcher/messages)`
+    : "real Twilio (TWILIO_ACCOUNT_SID is set)"
+}
+  Claude                  ${
+  stack.fakes.scriptedClaudeUrl
+    ? `SCRIPTED MODEL at ${stack.fakes.scriptedClaudeUrl}, not Claude (set ANTHROPIC_API_KEY)`
+    : "Anthropic API (ANTHROPIC_API_KEY is set)"
+}
 Ctrl-C stops everything; npm run reset wipes the data.`);
 
 await stopRequested.promise;

@@ -94,12 +94,15 @@ try {
     // The suite never reaches real services, whatever the environment holds.
     functionEnv: Object.fromEntries(FUNCTION_ENV_KEYS.map((k) => [k, ""])),
     extraPackages: TEST_PACKAGES,
+    fakes: { smsCatcherPort: 0, scriptedClaudePort: 0 },
     log: (line) => stackLog.push(line),
   });
   const testEnv = {
     TEST_DB_URL: stack.dbUrl,
     TEST_API_URL: stack.apiUrl,
     ORCHESTRATOR_SECRET: secret,
+    TEST_CATCHER_URL: stack.fakes.smsCatcherUrl!,
+    TEST_CLAUDE_URL: stack.fakes.scriptedClaudeUrl!,
   };
 
   const denoTests = await step("deno test", deno, ["test", "-A", "tests/"], testEnv);

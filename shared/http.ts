@@ -119,3 +119,8 @@ export function handle(
     }
   };
 }
+
+/** The handler of a function whose configuration is missing: a clear 503, not a crash loop. */
+export function notConfigured(what: string): (req: Request) => Response {
+  return () => json({ error: "not_configured", message: `${what} is not configured` }, 503);
+}

@@ -5,6 +5,8 @@ import { connect, type Sql } from "../../shared/db.ts";
 import { applyBaseline, pushMigrations, seedVault } from "./database.ts";
 import { serveFunctions } from "./functions.ts";
 import { startNetDispatcher } from "./net_dispatcher.ts";
+import { startScriptedClaude } from "./scripted_claude.ts";
+import { startSmsCatcher } from "./sms_catcher.ts";
 import { type DebianPackage, ensurePackages, RUNTIME_PACKAGES } from "./packages.ts";
 import {
   type ClusterOptions,
@@ -25,7 +27,15 @@ export interface StackOptions {
   /** Extra environment for the edge functions (Twilio, Anthropic, ...). */
   functionEnv: Record<string, string>;
   extraPackages?: DebianPackage[];
+  /** Local stand-ins for Twilio and Claude, on these ports (0 = any free one). */
+  fakes: { smsCatcherPort?: number; scriptedClaudePort?: number };
   log: (line: string) => void;
+}
+
+/** The local stand-ins that run, and the environment that points the functions at them. */
+export interface Fakes {
+  smsCatcherUrl?: string;
+  scriptedClaudeUrl?: string;
 }
 
 export interface Stack {
@@ -33,6 +43,7 @@ export interface Stack {
   apiUrl: string;
   functions: string[];
   createdCluster: boolean;
+  fakes: Fakes;
   sql: Sql;
   stop(): Promise<void>;
 }
@@ -61,6 +72,26 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     await applyBaseline(sql, o.root);
     await pushMigrations(o.root, url);
     await seedVault(sql, { project_url: apiUrl, orchestrator_secret: o.secret });
+    const fakes: Fakes = {};
+    const fakeEnv: Record<string, string> = {};
+    if (o.fakes.smsCatcherPort !== undefined) {
+      const catcher = await startSmsCatcher({ port: o.fakes.smsCatcherPort });
+      cleanups.push(() => catcher.stop());
+      fakes.smsCatcherUrl = catcher.url;
+      Object.assign(fakeEnv, {
+        TWILIO_ACCOUNT_SID: catcher.accountSid,
+        TWILIO_AUTH_TOKEN: catcher.authToken,
+        TWILIO_FROM_NUMBER: "+12015550100",
+        TWILIO_MESSAGING_SERVICE_SID: "",
+        TWILIO_API_BASE_URL: catcher.url,
+      });
+    }
+    if (o.fakes.scriptedClaudePort !== undefined) {
+      const claude = await startScriptedClaude({ port: o.fakes.scriptedClaudePort });
+      cleanups.push(() => claude.stop());
+      fakes.scriptedClaudeUrl = claude.url;
+      Object.assign(fakeEnv, { ANTHROPIC_API_KEY: "", ANTHROPIC_BASE_URL: claude.url });
+    }
     const functions = await serveFunctions({
       root: o.root,
       apiPort: o.apiPort,
@@ -70,6 +101,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
         HOME: Deno.env.get("HOME") ?? "/tmp",
         ...o.functionEnv,
+        ...fakeEnv,
         SUPABASE_URL: apiUrl,
         SUPABASE_DB_URL: url,
         ORCHESTRATOR_SECRET: o.secret,
@@ -79,7 +111,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     // Only once the functions listen, so no queued request meets a closed port.
     const dispatcher = await startNetDispatcher(sql, o.log);
     cleanups.push(() => dispatcher.stop());
-    return { dbUrl: url, apiUrl, functions: functions.names, createdCluster, sql, stop };
+    return { dbUrl: url, apiUrl, functions: functions.names, createdCluster, fakes, sql, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -154,13 +154,26 @@ create table public.message_queue (
       )
     ),
   status_reason text,
+  -- When the processor should next look at it: scheduled_for, or the first
+  -- instant a deferred message may go out.
   next_attempt_at timestamptz not null default now(),
   attempts integer not null default 0,
+  render_attempts integer not null default 0,
+  -- The claim: a token per claiming transaction and a lease; a lease that
+  -- expires before send_started_at is set means nothing left, so it is safe to
+  -- requeue; after it, the outcome is unknown and the message is never re-sent.
+  claim_token uuid,
   locked_until timestamptz,
+  send_started_at timestamptz,
+  -- The budget unit this message spent (on a sequence's first member only).
+  unit_kind text constraint message_queue_unit_kind check (unit_kind in ('capped', 'urgent')),
+  unit_spent_at timestamptz,
+  unit_local_date date,
   rendered_body text,
   twilio_sid text,
   error_code text,
   sent_at timestamptz,
+  delivered_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   constraint message_queue_one_body check (num_nonnulls(message_data, final_message) = 1),
@@ -181,6 +194,10 @@ create index message_queue_sequence_idx on public.message_queue (sequence_id)
   where sequence_id is not null;
 create index message_queue_twilio_sid_idx on public.message_queue (twilio_sid)
   where twilio_sid is not null;
+create index message_queue_lease_idx on public.message_queue (locked_until)
+  where status = 'sending';
+create index message_queue_hourly_units_idx on public.message_queue (user_id, unit_spent_at)
+  where unit_kind = 'capped';
 create trigger message_queue_touch before update on public.message_queue
   for each row execute function public.touch_updated_at();
 

@@ -1,6 +1,37 @@
+import { claudeFromEnv } from "../../../shared/claude/client.ts";
+import { createCompleter } from "../../../shared/claude/complete.ts";
 import { loadConfig } from "../../../shared/config.ts";
+import { connect } from "../../../shared/db.ts";
+import { logInfo } from "../../../shared/log.ts";
+import { sendSms, twilioConfigFromEnv } from "../../../shared/twilio/client.ts";
 import { createProcessQueueHandler } from "./handler.ts";
+import { runProcessQueue } from "./run.ts";
 
-const config = loadConfig();
+const env = Deno.env.toObject();
+const config = loadConfig(env);
+const twilio = twilioConfigFromEnv(env);
+const claude = claudeFromEnv(env);
+const sql = connect(config.SUPABASE_DB_URL, 4);
+const functionsUrl = `${config.SUPABASE_URL ?? ""}/functions/v1`;
 
-Deno.serve(createProcessQueueHandler({ secret: config.ORCHESTRATOR_SECRET }));
+Deno.serve(createProcessQueueHandler({
+  secret: config.ORCHESTRATOR_SECRET,
+  run: (req) =>
+    runProcessQueue({
+      sql,
+      now: () => Date.now(),
+      concurrency: 16,
+      leaseSeconds: 120,
+      delivery: twilio
+        ? {
+          sendSms: (msg) => sendSms(twilio, msg, { fetch }),
+          complete: claude.client ? createCompleter(claude.client, "process-queue") : null,
+          renderModel: claude.renderModel,
+          statusCallbackUrl: (id) => `${functionsUrl}/twilio-status?message_id=${id}`,
+          fromNumber: twilio.from ?? twilio.messagingServiceSid ?? "",
+          random: Math.random,
+          log: (message, fields) => logInfo("process-queue", message, fields),
+        }
+        : null,
+    }, req),
+}));

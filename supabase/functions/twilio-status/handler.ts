@@ -1,0 +1,43 @@
+import { z } from "zod";
+import type { Sql } from "../../../shared/db.ts";
+import { handle, json, parseWith, requireMethod } from "../../../shared/http.ts";
+import { publicUrl, readTwilioWebhook } from "../../../shared/twilio/webhook.ts";
+
+const statusCallback = z.object({
+  message_id: z.uuid(),
+  MessageSid: z.string().regex(/^(SM|MM)[0-9a-fA-F]{32}$/, "must be a Twilio message SID"),
+  MessageStatus: z.enum([
+    "accepted",
+    "scheduled",
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "read",
+    "undelivered",
+    "failed",
+    "canceled",
+  ]),
+  ErrorCode: z.string().regex(/^\d{1,6}$/).optional(),
+});
+
+/** Twilio status callbacks: the final word on what happened to a message we sent. */
+export function createTwilioStatusHandler(deps: {
+  sql: Sql;
+  authToken: string;
+  functionsUrl: string;
+}) {
+  return handle(async (req) => {
+    requireMethod(req, "POST");
+    const form = await readTwilioWebhook(req, {
+      authToken: deps.authToken,
+      url: publicUrl(deps.functionsUrl, req),
+    });
+    const messageId = new URL(req.url).searchParams.get("message_id");
+    const cb = parseWith(statusCallback, { ...form, message_id: messageId });
+    const [{ result }] = await deps.sql<{ result: { found: boolean; status?: string } }[]>`
+      select public.apply_twilio_status(${cb.message_id}, ${cb.MessageSid}, ${cb.MessageStatus},
+                                        ${cb.ErrorCode ?? null}) as result`;
+    return json({ ok: true, ...result });
+  });
+}

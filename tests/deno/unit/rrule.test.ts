@@ -1,0 +1,542 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  nextOccurrence,
+  type NextOccurrenceOptions,
+  parseRRule,
+  RRuleError,
+  validateRRule,
+} from "../../../shared/time/rrule.ts";
+import {
+  daysInMonth,
+  epochDay,
+  fromEpochDay,
+  type LocalDate,
+  type LocalDateTime,
+  localParts,
+  weekdayOf,
+  zonedToInstant,
+} from "../../../shared/time/zoned.ts";
+
+const SECOND = 1000;
+const DAY = 86_400_000;
+const ZONES = Intl.supportedValuesOf("timeZone");
+const WEEKDAYS = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=8;BYMINUTE=30";
+
+const at = (s: string) => new Date(s);
+const iso = (d: Date | null) => d?.toISOString() ?? null;
+const wallOf = (l: LocalDateTime) =>
+  Date.UTC(l.year, l.month - 1, l.day, l.hour, l.minute, l.second);
+
+// The occurrences after `after`, following the series one step at a time.
+function series(rule: string, opts: NextOccurrenceOptions, n: number): (string | null)[] {
+  const out: (string | null)[] = [];
+  let after = opts.after;
+  for (let i = 0; i < n; i++) {
+    const next = nextOccurrence(rule, { ...opts, after });
+    out.push(iso(next));
+    if (!next) break;
+    after = next;
+  }
+  return out;
+}
+
+Deno.test("validateRRule accepts the supported subset", () => {
+  for (
+    const rule of [
+      WEEKDAYS,
+      `RRULE:${WEEKDAYS}`,
+      "freq=daily;interval=2",
+      "FREQ=DAILY;BYDAY=SA,SU;COUNT=10;",
+      "FREQ=MONTHLY;BYDAY=1MO,-1FR;BYHOUR=9,18;BYMINUTE=0,30",
+      "FREQ=MONTHLY;BYMONTHDAY=1,15,-1;UNTIL=20261231T235959Z",
+      "FREQ=MONTHLY;BYMONTHDAY=13;BYDAY=FR;UNTIL=20270101",
+      "FREQ=WEEKLY;WKST=SU;UNTIL=20270101T090000",
+    ]
+  ) {
+    assert.equal(validateRRule(rule), null, rule);
+  }
+  assert.deepEqual(parseRRule("RRULE:FREQ=MONTHLY;INTERVAL=2;BYDAY=-1FR,MO;BYHOUR=7"), {
+    freq: "MONTHLY",
+    interval: 2,
+    byDay: [{ weekday: 5, ordinal: -1 }, { weekday: 1 }],
+    byHour: [7],
+  });
+});
+
+Deno.test("validateRRule names the bad part", () => {
+  const cases: [string, string][] = [
+    ["FREQ=SECONDLY", "FREQ=SECONDLY is not supported"],
+    ["FREQ=YEARLY", "FREQ=YEARLY is not supported"],
+    ["FREQ=FORTNIGHTLY", "FREQ=FORTNIGHTLY is not a frequency"],
+    ["FREQ=WEEKLY;BYDAY=XX", "BYDAY=XX is not a weekday"],
+    ["FREQ=WEEKLY;BYDAY=MO,,TU", "BYDAY=MO,,TU has an empty item"],
+    ["FREQ=WEEKLY;BYDAY=1MO", "BYDAY=1MO: ordinal weekdays are only supported with MONTHLY"],
+    ["FREQ=MONTHLY;BYDAY=6MO", "BYDAY=6MO: the ordinal must be 1..5 or -5..-1"],
+    ["FREQ=WEEKLY;BYMONTHDAY=1", "BYMONTHDAY is only supported with MONTHLY"],
+    ["FREQ=MONTHLY;BYMONTHDAY=32", "BYMONTHDAY=32 is not a day of the month (1..31, -31..-1)"],
+    ["FREQ=MONTHLY;BYMONTHDAY=0", "BYMONTHDAY=0 is not a day of the month (1..31, -31..-1)"],
+    ["FREQ=DAILY;BYHOUR=24", "BYHOUR=24 is not an hour (0..23)"],
+    ["FREQ=DAILY;BYMINUTE=60", "BYMINUTE=60 is not a minute (0..59)"],
+    ["FREQ=DAILY;INTERVAL=0", "INTERVAL=0 must be a positive integer"],
+    ["FREQ=DAILY;COUNT=-1", "COUNT=-1 must be a positive integer"],
+    ["FREQ=DAILY;COUNT=2;UNTIL=20260101", "COUNT and UNTIL cannot both be given"],
+    [
+      "FREQ=DAILY;UNTIL=2026-01-01",
+      "UNTIL=2026-01-01 must be YYYYMMDD, YYYYMMDDTHHMMSS or YYYYMMDDTHHMMSSZ",
+    ],
+    ["FREQ=DAILY;UNTIL=20260230", "UNTIL=20260230 is not a valid date"],
+    ["FREQ=DAILY;BYSETPOS=1", "BYSETPOS is not supported"],
+    ["FREQ=DAILY;FOO=1", "FOO is not a recognised RRULE part"],
+    ["FREQ=DAILY;FREQ=WEEKLY", "FREQ appears more than once"],
+    ["FREQ=DAILY;WKST=XX", "WKST=XX is not a weekday"],
+    ["FREQ=DAILY;COUNT", '"COUNT" is not a NAME=VALUE rule part'],
+    ["FREQ=DAILY;COUNT=", "COUNT has no value"],
+    ["INTERVAL=2", "FREQ is required"],
+    ["RRULE:", "the RRULE is empty"],
+  ];
+  for (const [rule, message] of cases) assert.equal(validateRRule(rule), message, rule);
+  assert.throws(() => parseRRule("FREQ=SECONDLY"), RRuleError);
+  assert.throws(
+    () => nextOccurrence("FREQ=HOURLY", { dtstart: new Date(0), tz: "UTC", after: new Date(0) }),
+    (err) => err instanceof RRuleError && err.message === "FREQ=HOURLY is not supported",
+  );
+});
+
+Deno.test("weekdays at 08:30 stay 08:30 local across Chisinau's spring transition", () => {
+  const tz = "Europe/Chisinau";
+  const dtstart = zonedToInstant({ year: 2026, month: 3, day: 23, hour: 8, minute: 30 }, tz);
+  assert.deepEqual(series(WEEKDAYS, { dtstart, tz, after: dtstart }, 6), [
+    "2026-03-24T06:30:00.000Z",
+    "2026-03-25T06:30:00.000Z",
+    "2026-03-26T06:30:00.000Z",
+    "2026-03-27T06:30:00.000Z",
+    "2026-03-30T05:30:00.000Z", // the clocks went forward on Sunday the 29th
+    "2026-03-31T05:30:00.000Z",
+  ]);
+});
+
+Deno.test("DAILY at a time in the New York spring gap lands at the end of the gap that day", () => {
+  const tz = "America/New_York";
+  const rule = "FREQ=DAILY;BYHOUR=2;BYMINUTE=30";
+  const dtstart = at("2026-03-01T07:30:00Z"); // 02:30 EST
+  assert.deepEqual(series(rule, { dtstart, tz, after: at("2026-03-07T07:30:00Z") }, 2), [
+    "2026-03-08T07:00:00.000Z", // 03:00 EDT, the first instant after the gap
+    "2026-03-09T06:30:00.000Z", // 02:30 EDT
+  ]);
+});
+
+Deno.test("DAILY at a repeated New York time takes its first occurrence, once", () => {
+  const tz = "America/New_York";
+  const rule = "FREQ=DAILY;BYHOUR=1;BYMINUTE=30";
+  const dtstart = at("2026-10-01T05:30:00Z");
+  assert.deepEqual(series(rule, { dtstart, tz, after: at("2026-10-31T05:30:00Z") }, 2), [
+    "2026-11-01T05:30:00.000Z", // 01:30 EDT
+    "2026-11-02T06:30:00.000Z", // 01:30 EST the next day, not 06:30Z on the 1st
+  ]);
+});
+
+Deno.test("several local times in one gap are a single occurrence", () => {
+  const tz = "America/New_York";
+  const rule = "FREQ=DAILY;BYHOUR=2,3;BYMINUTE=0,30";
+  const dtstart = at("2026-03-01T07:00:00Z");
+  assert.deepEqual(series(rule, { dtstart, tz, after: at("2026-03-08T06:00:00Z") }, 3), [
+    "2026-03-08T07:00:00.000Z", // 02:00, 02:30 and 03:00 all resolve here
+    "2026-03-08T07:30:00.000Z", // 03:30 EDT
+    "2026-03-09T06:00:00.000Z", // 02:00 EDT
+  ]);
+  // Counted once for COUNT too: 4 on the 7th (dtstart first), 2 on the 8th, then the 7th one.
+  const counted = `${rule};COUNT=7`;
+  const from = { dtstart: at("2026-03-07T07:00:00Z"), tz, after: at("2026-03-08T07:30:00Z") };
+  assert.deepEqual(series(counted, from, 2), ["2026-03-09T06:00:00.000Z", null]);
+});
+
+Deno.test("the time of day defaults to dtstart's local time, and dtstart comes first", () => {
+  const tz = "Europe/Chisinau";
+  const dtstart = at("2026-10-20T06:45:00Z"); // 09:45 EEST
+  assert.equal(
+    iso(nextOccurrence("FREQ=DAILY", { dtstart, tz, after: at("2026-01-01") })),
+    iso(dtstart),
+  );
+  assert.deepEqual(series("FREQ=DAILY;INTERVAL=3", { dtstart, tz, after: dtstart }, 3), [
+    "2026-10-23T06:45:00.000Z",
+    "2026-10-26T07:45:00.000Z", // 09:45 EET
+    "2026-10-29T07:45:00.000Z",
+  ]);
+  assert.deepEqual(
+    series("FREQ=DAILY;BYHOUR=7", { dtstart, tz, after: dtstart }, 1),
+    ["2026-10-21T04:45:00.000Z"],
+    "BYHOUR alone keeps dtstart's minute",
+  );
+});
+
+Deno.test("WEEKLY with INTERVAL counts weeks from dtstart's week (Monday-based)", () => {
+  const tz = "UTC";
+  const dtstart = at("2026-03-04T10:00:00Z"); // a Wednesday
+  assert.deepEqual(
+    series("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE", { dtstart, tz, after: dtstart }, 4),
+    [
+      "2026-03-16T10:00:00.000Z",
+      "2026-03-18T10:00:00.000Z",
+      "2026-03-30T10:00:00.000Z",
+      "2026-04-01T10:00:00.000Z",
+    ],
+  );
+  assert.deepEqual(series("FREQ=WEEKLY", { dtstart, tz, after: dtstart }, 1), [
+    "2026-03-11T10:00:00.000Z",
+  ]);
+});
+
+Deno.test("MONTHLY: by month day, from the end, ordinal weekdays, and their intersection", () => {
+  const tz = "UTC";
+  const dtstart = at("2026-01-31T09:00:00Z");
+  const after = dtstart;
+  assert.deepEqual(series("FREQ=MONTHLY", { dtstart, tz, after }, 3), [
+    "2026-03-31T09:00:00.000Z", // months without a 31st are skipped
+    "2026-05-31T09:00:00.000Z",
+    "2026-07-31T09:00:00.000Z",
+  ]);
+  assert.deepEqual(series("FREQ=MONTHLY;BYMONTHDAY=-1", { dtstart, tz, after }, 2), [
+    "2026-02-28T09:00:00.000Z",
+    "2026-03-31T09:00:00.000Z",
+  ]);
+  assert.deepEqual(series("FREQ=MONTHLY;BYDAY=1MO,-1FR", { dtstart, tz, after }, 4), [
+    "2026-02-02T09:00:00.000Z",
+    "2026-02-27T09:00:00.000Z",
+    "2026-03-02T09:00:00.000Z",
+    "2026-03-27T09:00:00.000Z",
+  ]);
+  assert.deepEqual(series("FREQ=MONTHLY;BYDAY=FR;BYMONTHDAY=13", { dtstart, tz, after }, 3), [
+    "2026-02-13T09:00:00.000Z",
+    "2026-03-13T09:00:00.000Z",
+    "2026-11-13T09:00:00.000Z",
+  ]);
+  assert.deepEqual(series("FREQ=MONTHLY;BYDAY=SU", { dtstart, tz, after }, 2), [
+    "2026-02-01T09:00:00.000Z",
+    "2026-02-08T09:00:00.000Z",
+  ]);
+});
+
+Deno.test("a rule that never matches again gives null instead of searching forever", () => {
+  const dtstart = at("2026-04-30T09:00:00Z");
+  const opts = { dtstart, tz: "UTC", after: dtstart };
+  assert.equal(nextOccurrence("FREQ=MONTHLY;INTERVAL=12;BYMONTHDAY=31", opts), null);
+  assert.equal(nextOccurrence("FREQ=DAILY;INTERVAL=5000", opts), null, "beyond ten years");
+  assert.equal(nextOccurrence("FREQ=MONTHLY;INTERVAL=999999999;BYDAY=MO", opts), null);
+});
+
+Deno.test("COUNT ends the series, counted from dtstart or from occurrencesSoFar", () => {
+  const dtstart = at("2026-05-01T09:00:00Z");
+  const opts = { dtstart, tz: "Europe/Chisinau", after: dtstart };
+  assert.deepEqual(series("FREQ=DAILY;COUNT=3", opts, 4), [
+    "2026-05-02T09:00:00.000Z",
+    "2026-05-03T09:00:00.000Z",
+    null,
+  ]);
+  const after = at("2026-05-02T09:00:00Z");
+  assert.equal(nextOccurrence("FREQ=DAILY;COUNT=3", { ...opts, after, occurrencesSoFar: 3 }), null);
+  assert.equal(
+    iso(nextOccurrence("FREQ=DAILY;COUNT=3", { ...opts, after, occurrencesSoFar: 2 })),
+    "2026-05-03T09:00:00.000Z",
+  );
+  assert.equal(
+    iso(nextOccurrence("FREQ=DAILY;COUNT=1", { ...opts, after: at("2026-01-01") })),
+    iso(dtstart),
+  );
+  assert.throws(
+    () => nextOccurrence("FREQ=DAILY", { ...opts, occurrencesSoFar: -1 }),
+    RangeError,
+  );
+});
+
+Deno.test("UNTIL is inclusive, as an instant, a local date or a local date-time", () => {
+  const tz = "America/New_York";
+  const dtstart = at("2026-05-01T13:00:00Z"); // 09:00 EDT
+  const opts = { dtstart, tz, after: at("2026-05-02T12:00:00Z") };
+  const next = (until: string) => iso(nextOccurrence(`FREQ=DAILY;UNTIL=${until}`, opts));
+  assert.equal(next("20260502T130000Z"), "2026-05-02T13:00:00.000Z");
+  assert.equal(next("20260502T125959Z"), null);
+  assert.equal(next("20260502"), "2026-05-02T13:00:00.000Z");
+  assert.equal(next("20260501"), null);
+  assert.equal(next("20260502T090000"), "2026-05-02T13:00:00.000Z");
+  assert.equal(next("20260502T085959"), null);
+});
+
+// --- properties ---
+
+const intlOffsetFormats = new Map<string, Intl.DateTimeFormat>();
+function intlOffset(t: number, tz: string): number {
+  let f = intlOffsetFormats.get(tz);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-US", { timeZone: tz, timeZoneName: "longOffset" });
+    intlOffsetFormats.set(tz, f);
+  }
+  const name = f.formatToParts(t).find((p) => p.type === "timeZoneName")!.value;
+  const m = /^GMT(?:([+-])(\d\d):(\d\d))?$/.exec(name);
+  assert.ok(m, `unexpected offset ${name}`);
+  const ms = m[1] ? (Number(m[2]) * 60 + Number(m[3])) * 60 * SECOND : 0;
+  return m[1] === "-" ? -ms : ms;
+}
+
+type Transition = { at: number; before: number; after: number };
+// Offset changes in `year` (daily sampling, then bisection to the second), each at least three
+// days from any other.
+const transitionCache = new Map<string, Transition[]>();
+function transitions(tz: string, year: number): Transition[] {
+  const key = `${tz} ${year}`;
+  const cached = transitionCache.get(key);
+  if (cached) return cached;
+  const found: Transition[] = [];
+  let next = intlOffset(Date.UTC(year, 0, 1), tz);
+  for (let t = Date.UTC(year, 0, 1); t < Date.UTC(year + 1, 0, 1); t += DAY) {
+    const before = next;
+    next = intlOffset(t + DAY, tz);
+    if (before === next) continue;
+    let lo = t;
+    let hi = t + DAY;
+    while (hi - lo > SECOND) {
+      const mid = lo + Math.floor((hi - lo) / 2 / SECOND) * SECOND;
+      if (intlOffset(mid, tz) === before) lo = mid;
+      else hi = mid;
+    }
+    found.push({ at: hi, before, after: intlOffset(hi, tz) });
+  }
+  const isolated = found.filter((tr) =>
+    intlOffset(tr.at - 3 * DAY, tz) === tr.before && intlOffset(tr.at + 3 * DAY, tz) === tr.after &&
+    found.every((other) => other === tr || Math.abs(other.at - tr.at) > 3 * DAY)
+  );
+  transitionCache.set(key, isolated);
+  return isolated;
+}
+
+const DST_ZONES = ZONES.filter((tz) =>
+  intlOffset(Date.UTC(2026, 0, 15), tz) !== intlOffset(Date.UTC(2026, 6, 15), tz)
+);
+const anyZone = fc.oneof(
+  fc.constantFrom("Europe/Chisinau", "America/New_York"),
+  fc.constantFrom(...DST_ZONES),
+  fc.constantFrom(...ZONES),
+);
+// An instant within four days of one of the zone's transitions in the year, or anywhere in it.
+const nearTransition = (tz: string) =>
+  fc.record({
+    year: fc.integer({ min: 2021, max: 2035 }),
+    pick: fc.nat(),
+    delta: fc.integer({ min: -4 * 86_400, max: 4 * 86_400 }),
+  }).map(({ year, pick, delta }) => {
+    const trs = transitions(tz, year);
+    const base = trs.length > 0
+      ? trs[pick % trs.length].at
+      : Date.UTC(year, 0, 1) + (pick % 365) * DAY;
+    return new Date(base + delta * SECOND);
+  });
+
+// True when `instant` is `local` in `tz`, or the first instant after a gap that swallowed it.
+function isResolutionOf(instant: Date, local: LocalDateTime, tz: string): boolean {
+  const got = wallOf(localParts(instant, tz));
+  const want = wallOf(local);
+  return got === want ||
+    (got > want && wallOf(localParts(new Date(instant.getTime() - SECOND), tz)) < want);
+}
+
+Deno.test("property: weekdays at 08:30 never skip a weekday and stay at 08:30 local", () => {
+  fc.assert(
+    fc.property(
+      anyZone.chain((tz) => fc.tuple(fc.constant(tz), nearTransition(tz))),
+      ([tz, after]) => {
+        const dtstart = zonedToInstant({ year: 2020, month: 1, day: 6, hour: 8, minute: 30 }, tz);
+        const next = nextOccurrence(WEEKDAYS, { dtstart, tz, after });
+        assert.ok(next, "the series never ends");
+        assert.ok(next > after, "strictly after `after`");
+        const local = localParts(next, tz);
+        assert.ok(local.weekday <= 5, "on a weekday");
+        assert.ok(isResolutionOf(next, { ...local, hour: 8, minute: 30, second: 0 }, tz), "08:30");
+        const from = epochDay(localParts(after, tz));
+        assert.ok(epochDay(local) - from <= 3, "at most three local days later");
+        for (let day = from; day <= epochDay(local); day++) {
+          const date = fromEpochDay(day);
+          if (weekdayOf(date) > 5) continue;
+          const t = zonedToInstant({ ...date, hour: 8, minute: 30 }, tz);
+          assert.ok(!(t > after && t < next), `skipped ${t.toISOString()}`);
+        }
+      },
+    ),
+    { numRuns: 150 },
+  );
+});
+
+Deno.test("property: DAILY at a local time inside a gap lands on the gap's end that day", () => {
+  const gaps = DST_ZONES.flatMap((tz) =>
+    transitions(tz, 2026).filter((tr) => tr.after > tr.before).map((tr) => ({ tz, tr }))
+  );
+  fc.assert(
+    fc.property(fc.constantFrom(...gaps), fc.nat(), ({ tz, tr }, pick) => {
+      // A whole minute inside the gap [at + before, at + after) of wall-clock time.
+      const first = Math.ceil((tr.at + tr.before) / 60_000) * 60_000;
+      const minutes = (tr.at + tr.after - first) / 60_000;
+      fc.pre(minutes > 0);
+      const wall = new Date(first + (pick % minutes) * 60_000);
+      const hour = wall.getUTCHours();
+      const minute = wall.getUTCMinutes();
+      const date = {
+        year: wall.getUTCFullYear(),
+        month: wall.getUTCMonth() + 1,
+        day: wall.getUTCDate(),
+      };
+      const rule = `FREQ=DAILY;BYHOUR=${hour};BYMINUTE=${minute}`;
+      const dayBefore = fromEpochDay(epochDay(date) - 1);
+      const dtstart = zonedToInstant({ ...fromEpochDay(epochDay(date) - 7), hour, minute }, tz);
+      const after = zonedToInstant({ ...dayBefore, hour, minute }, tz);
+      const next = nextOccurrence(rule, { dtstart, tz, after });
+      assert.equal(next?.getTime(), tr.at);
+    }),
+    { numRuns: 100 },
+  );
+});
+
+// A day-by-day reference: does `date` belong to the rule's series starting on `start`?
+type Params = {
+  freq: "DAILY" | "WEEKLY" | "MONTHLY";
+  interval: number;
+  byDay?: { weekday: number; ordinal?: number }[];
+  byMonthDay?: number[];
+  byHour?: number[];
+  byMinute?: number[];
+};
+function dayMatches(p: Params, start: LocalDate, date: LocalDate): boolean {
+  const weekday = weekdayOf(date);
+  const days = epochDay(date) - epochDay(start);
+  if (p.freq === "DAILY") {
+    return days % p.interval === 0 && (!p.byDay || p.byDay.some((d) => d.weekday === weekday));
+  }
+  if (p.freq === "WEEKLY") {
+    const weeks = Math.floor((days + weekdayOf(start) - 1) / 7);
+    const weekdays = p.byDay?.map((d) => d.weekday) ?? [weekdayOf(start)];
+    return weeks % p.interval === 0 && weekdays.includes(weekday);
+  }
+  const months = (date.year - start.year) * 12 + date.month - start.month;
+  if (months % p.interval !== 0) return false;
+  const length = daysInMonth(date.year, date.month);
+  if (!p.byDay && !p.byMonthDay) return date.day === start.day;
+  if (p.byMonthDay && !p.byMonthDay.some((d) => d === date.day || d === date.day - length - 1)) {
+    return false;
+  }
+  const sameWeekdayBefore = Array.from({ length: date.day - 1 }, (_, i) => i + 1)
+    .filter((d) => weekdayOf({ ...date, day: d }) === weekday).length;
+  const sameWeekdayAfter = Array.from({ length: length - date.day }, (_, i) => date.day + i + 1)
+    .filter((d) => weekdayOf({ ...date, day: d }) === weekday).length;
+  return !p.byDay || p.byDay.some((d) =>
+    d.weekday === weekday &&
+    (d.ordinal === undefined || d.ordinal === sameWeekdayBefore + 1 ||
+      d.ordinal === -(sameWeekdayAfter + 1))
+  );
+}
+
+function toRule(p: Params): string {
+  const names = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"];
+  return [
+    `FREQ=${p.freq}`,
+    `INTERVAL=${p.interval}`,
+    p.byDay && `BYDAY=${p.byDay.map((d) => `${d.ordinal ?? ""}${names[d.weekday - 1]}`).join(",")}`,
+    p.byMonthDay && `BYMONTHDAY=${p.byMonthDay.join(",")}`,
+    p.byHour && `BYHOUR=${p.byHour.join(",")}`,
+    p.byMinute && `BYMINUTE=${p.byMinute.join(",")}`,
+  ].filter(Boolean).join(";");
+}
+
+const weekday = fc.integer({ min: 1, max: 7 });
+const params: fc.Arbitrary<Params> = fc.oneof(
+  fc.record({
+    freq: fc.constantFrom("DAILY" as const, "WEEKLY" as const),
+    interval: fc.integer({ min: 1, max: 3 }),
+    byDay: fc.option(
+      fc.uniqueArray(weekday.map((w) => ({ weekday: w })), { minLength: 1, maxLength: 3 }),
+      { nil: undefined },
+    ),
+  }),
+  fc.record({
+    freq: fc.constant("MONTHLY" as const),
+    interval: fc.integer({ min: 1, max: 3 }),
+    byDay: fc.option(
+      fc.uniqueArray(
+        fc.record({
+          weekday,
+          ordinal: fc.option(fc.constantFrom(1, 2, 3, 4, 5, -1, -2), { nil: undefined }),
+        }, { requiredKeys: ["weekday"] }),
+        { minLength: 1, maxLength: 2, selector: (d) => `${d.ordinal}${d.weekday}` },
+      ),
+      { nil: undefined },
+    ),
+    byMonthDay: fc.option(
+      fc.uniqueArray(fc.constantFrom(1, 2, 13, 15, 28, 29, 30, 31, -1, -2), {
+        minLength: 1,
+        maxLength: 3,
+      }),
+      { nil: undefined },
+    ),
+  }),
+).chain((p) =>
+  fc.record({
+    byHour: fc.option(
+      fc.uniqueArray(fc.integer({ min: 0, max: 23 }), { minLength: 1, maxLength: 3 }),
+      { nil: undefined },
+    ),
+    byMinute: fc.option(
+      fc.uniqueArray(fc.constantFrom(0, 15, 30, 59), { minLength: 1, maxLength: 2 }),
+      { nil: undefined },
+    ),
+  }).map((times) => ({ ...p, ...times }))
+);
+
+Deno.test("property: nextOccurrence agrees with a day-by-day scan of the rule", () => {
+  fc.assert(
+    fc.property(
+      params,
+      fc.constantFrom(...DST_ZONES),
+      fc.integer({ min: Date.UTC(2024, 0, 1) / 60_000, max: Date.UTC(2027, 0, 1) / 60_000 }),
+      fc.integer({ min: 0, max: 200 * 24 * 60 }),
+      (p, tz, startMinute, afterMinutes) => {
+        const dtstart = new Date(startMinute * 60_000);
+        const after = new Date(dtstart.getTime() + afterMinutes * 60_000);
+        const start = localParts(dtstart, tz);
+        const hours = [...new Set(p.byHour ?? [start.hour])].sort((a, b) => a - b);
+        const minutes = [...new Set(p.byMinute ?? [start.minute])].sort((a, b) => a - b);
+        const from = epochDay(localParts(after, tz)) - 1;
+        let expected: Date | null = null;
+        for (let day = from; day <= from + 800 && !expected; day++) {
+          const date = fromEpochDay(day);
+          if (!dayMatches(p, start, date)) continue;
+          for (const hour of hours) {
+            for (const minute of minutes) {
+              const t = zonedToInstant({ ...date, hour, minute, second: 0 }, tz);
+              if (t > after && (!expected || t < expected)) expected = t;
+            }
+          }
+        }
+        const got = nextOccurrence(toRule(p), { dtstart, tz, after });
+        if (expected) assert.equal(iso(got), iso(expected), toRule(p));
+        else assert.ok(got === null || epochDay(localParts(got, tz)) > from + 800, toRule(p));
+      },
+    ),
+    { numRuns: 150 },
+  );
+});
+
+Deno.test("property: COUNT=n yields the first n occurrences of the uncounted series", () => {
+  fc.assert(
+    fc.property(
+      params,
+      fc.constantFrom(...DST_ZONES),
+      fc.integer({ min: Date.UTC(2024, 0, 1) / 60_000, max: Date.UTC(2027, 0, 1) / 60_000 }),
+      fc.integer({ min: 1, max: 6 }),
+      (p, tz, startMinute, count) => {
+        const dtstart = new Date(startMinute * 60_000);
+        const opts = { dtstart, tz, after: dtstart };
+        const open = series(toRule(p), opts, count);
+        const counted = series(`${toRule(p)};COUNT=${count}`, opts, count);
+        assert.deepEqual(counted, [...open.slice(0, count - 1), null].slice(0, counted.length));
+      },
+    ),
+    { numRuns: 60 },
+  );
+});

@@ -1,0 +1,226 @@
+import assert from "node:assert/strict";
+import {
+  DEFAULT_CATCHER_ACCOUNT_SID,
+  type SmsCatcher,
+  startSmsCatcher,
+} from "../../../scripts/local/sms_catcher.ts";
+import { isValidTwilioSignature } from "../../../shared/twilio/signature.ts";
+
+const FROM = "+12015550100";
+const TO = "+12015550123";
+
+interface Received {
+  signature: string | null;
+  form: URLSearchParams;
+}
+
+async function withCatcher(fn: (c: SmsCatcher) => Promise<void>, log?: (line: string) => void) {
+  const catcher = await startSmsCatcher({ port: 0, log });
+  try {
+    await fn(catcher);
+  } finally {
+    await catcher.stop();
+  }
+}
+
+// A webhook endpoint standing in for our edge functions, recording what Twilio would post.
+async function withReceiver(fn: (url: string, received: Received[]) => Promise<void>) {
+  const received: Received[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    received.push({
+      signature: req.headers.get("x-twilio-signature"),
+      form: new URLSearchParams(await req.text()),
+    });
+    return new Response("<Response/>", { headers: { "content-type": "text/xml" } });
+  });
+  try {
+    await fn(`http://127.0.0.1:${server.addr.port}/functions/v1/twilio?tenant=a`, received);
+  } finally {
+    await server.shutdown();
+  }
+}
+
+function create(
+  c: SmsCatcher,
+  fields: Record<string, string>,
+  auth = `${c.accountSid}:${c.authToken}`,
+): Promise<Response> {
+  return fetch(`${c.url}/2010-04-01/Accounts/${c.accountSid}/Messages.json`, {
+    method: "POST",
+    headers: { authorization: `Basic ${btoa(auth)}` },
+    body: new URLSearchParams(fields),
+  });
+}
+
+async function control(c: SmsCatcher, path: string, body?: unknown): Promise<Response> {
+  return await fetch(`${c.url}/__catcher/${path}`, {
+    method: body === undefined && path === "messages" ? "GET" : "POST",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+const SMS = { To: TO, From: FROM, Body: "hello", StatusCallback: "https://cb.example/s" };
+
+Deno.test("a sent message is answered like Twilio and caught for inspection", async () => {
+  await withCatcher(async (c) => {
+    const res = await create(c, SMS);
+    assert.equal(res.status, 201);
+    const json = await res.json();
+    assert.match(json.sid, /^SM[0-9a-f]{32}$/);
+    assert.equal(json.status, "queued");
+    assert.equal(json.to, TO);
+    assert.equal(json.from, FROM);
+    assert.equal(json.body, "hello");
+    assert.equal(json.account_sid, c.accountSid);
+    assert.equal(json.uri, `/2010-04-01/Accounts/${c.accountSid}/Messages/${json.sid}.json`);
+    assert.match(json.date_created, /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} \+0000$/);
+    const [caught] = c.messages();
+    assert.deepEqual(
+      { sid: caught.sid, to: caught.to, from: caught.from, body: caught.body },
+      { sid: json.sid, to: TO, from: FROM, body: "hello" },
+    );
+    assert.equal(caught.statusCallback, SMS.StatusCallback);
+    assert.equal(c.requests(), 1);
+  });
+});
+
+Deno.test("the catcher's default account cannot be mistaken for a real Twilio account", () => {
+  assert.doesNotMatch(DEFAULT_CATCHER_ACCOUNT_SID, /^AC[0-9a-f]{32}$/i);
+});
+
+Deno.test("sends with bad credentials or missing fields get Twilio's errors", async () => {
+  await withCatcher(async (c) => {
+    const expectError = async (res: Response, status: number, code: number) => {
+      assert.equal(res.status, status);
+      const json = await res.json();
+      assert.equal(json.code, code);
+      assert.equal(json.status, status);
+      assert.equal(json.more_info, `https://www.twilio.com/docs/errors/${code}`);
+      assert.equal(typeof json.message, "string");
+    };
+    await expectError(await create(c, SMS, `${c.accountSid}:wrong`), 401, 20003);
+    const { To: _to, ...noTo } = SMS;
+    await expectError(await create(c, noTo), 400, 21604);
+    const { Body: _body, ...noBody } = SMS;
+    await expectError(await create(c, noBody), 400, 21602);
+    const { From: _from, ...noSender } = SMS;
+    await expectError(await create(c, noSender), 400, 21603);
+    await expectError(await create(c, { ...SMS, To: "12015550123" }), 400, 21211);
+    assert.equal(c.messages().length, 0);
+    assert.equal(c.requests(), 5);
+  });
+});
+
+Deno.test("an inbound SMS is posted with Twilio's fields and a valid signature", async () => {
+  await withReceiver(async (url, received) => {
+    await withCatcher(async (c) => {
+      const res = await c.postInbound({ url, from: TO, to: FROM, body: "Yes" });
+      assert.equal(await res.text(), "<Response/>");
+      const [{ form, signature }] = received;
+      assert.match(form.get("MessageSid") ?? "", /^SM[0-9a-f]{32}$/);
+      assert.equal(form.get("AccountSid"), c.accountSid);
+      assert.equal(form.get("From"), TO);
+      assert.equal(form.get("To"), FROM);
+      assert.equal(form.get("Body"), "Yes");
+      assert.equal(form.get("NumMedia"), "0");
+      assert.equal(await isValidTwilioSignature(c.authToken, url, form, signature), true);
+      assert.equal(await isValidTwilioSignature("other-token", url, form, signature), false);
+    });
+  });
+});
+
+Deno.test("a status callback carries the message's numbers and error code, validly signed", async () => {
+  await withReceiver(async (url, received) => {
+    await withCatcher(async (c) => {
+      const { sid } = await (await create(c, SMS)).json();
+      const res = await c.postStatus({ url, sid, status: "undelivered", errorCode: "30003" });
+      await res.body?.cancel();
+      const [{ form, signature }] = received;
+      assert.deepEqual(
+        ["MessageSid", "MessageStatus", "ErrorCode", "AccountSid", "From", "To", "ApiVersion"]
+          .map((name) => form.get(name)),
+        [sid, "undelivered", "30003", c.accountSid, FROM, TO, "2010-04-01"],
+      );
+      assert.equal(await isValidTwilioSignature(c.authToken, url, form, signature), true);
+      assert.equal(c.messages()[0].status, "undelivered");
+    });
+  });
+});
+
+Deno.test("another process can drive the catcher through its HTTP control API", async () => {
+  await withReceiver(async (url, received) => {
+    await withCatcher(async (c) => {
+      const set = await control(c, "behaviour", { failNext: [{ httpStatus: 503 }] });
+      assert.deepEqual(await set.json(), { latencyMs: 0, failNext: [{ httpStatus: 503 }] });
+      const refused = await create(c, SMS);
+      assert.equal(refused.status, 503);
+      assert.equal(typeof (await refused.json()).message, "string");
+      const { sid } = await (await create(c, SMS)).json();
+
+      const listed = await (await control(c, "messages")).json();
+      assert.deepEqual(listed.map((m: { sid: string }) => m.sid), [sid]);
+
+      const inbound = await control(c, "inbound", { url, from: TO, to: FROM, body: "STOP" });
+      assert.deepEqual(await inbound.json(), { status: 200, body: "<Response/>" });
+      const status = await control(c, "status", { url, sid, status: "delivered" });
+      assert.deepEqual(await status.json(), { status: 200, body: "<Response/>" });
+      assert.deepEqual(received.map((r) => r.form.get("Body") ?? r.form.get("MessageStatus")), [
+        "STOP",
+        "delivered",
+      ]);
+      for (const r of received) {
+        assert.equal(await isValidTwilioSignature(c.authToken, url, r.form, r.signature), true);
+      }
+
+      const reset = await control(c, "reset", {});
+      assert.equal(reset.status, 200);
+      await reset.body?.cancel();
+      assert.deepEqual(c.messages(), []);
+      assert.equal(c.requests(), 0);
+    });
+  });
+});
+
+Deno.test("the control API refuses malformed instructions", async () => {
+  await withCatcher(async (c) => {
+    const bad = await control(c, "behaviour", { latencyMs: -1 });
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
+    const notJson = await fetch(`${c.url}/__catcher/behaviour`, { method: "POST", body: "{" });
+    assert.equal(notJson.status, 400);
+    await notJson.body?.cancel();
+    const noUrl = await control(c, "inbound", { from: TO, to: FROM, body: "x" });
+    assert.equal(noUrl.status, 400);
+    await noUrl.body?.cancel();
+  });
+});
+
+Deno.test("hundreds of concurrent sends are all caught, each with its own SID", async () => {
+  await withCatcher(async (c) => {
+    const answers = await Promise.all(
+      Array.from({ length: 500 }, async (_, i) => {
+        const res = await create(c, { ...SMS, Body: `message ${i}` });
+        return { status: res.status, sid: (await res.json()).sid as string };
+      }),
+    );
+    assert.ok(answers.every((a) => a.status === 201));
+    assert.equal(new Set(answers.map((a) => a.sid)).size, 500);
+    assert.equal(c.messages().length, 500);
+    assert.equal(c.requests(), 500);
+  });
+});
+
+Deno.test("stopping the catcher ends a send it accepted but never answered", async () => {
+  let caught!: () => void;
+  const accepted = new Promise<void>((resolve) => (caught = resolve));
+  const catcher = await startSmsCatcher({
+    port: 0,
+    log: (line) => line.startsWith("caught") && caught(),
+  });
+  catcher.setBehaviour({ failNext: [{ httpStatus: 201, acceptThenHang: true }] });
+  const sending = create(catcher, SMS).then(() => "answered", () => "connection closed");
+  await accepted;
+  await catcher.stop();
+  assert.equal(await sending, "connection closed");
+  assert.equal(catcher.messages().length, 1);
+});
