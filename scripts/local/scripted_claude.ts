@@ -14,7 +14,13 @@ export interface Usage {
   cache_read_input_tokens: number;
 }
 
-export type ScriptStep =
+/**
+ * `match`: the step waits for a request whose body contains this text (say, a
+ * marker in one prompt), so concurrent callers do not take each other's steps.
+ */
+export type ScriptStep = ScriptStepBody & { match?: string };
+
+type ScriptStepBody =
   | { kind: "text"; text: string; usage?: Partial<Usage> }
   | {
     kind: "tool_use";
@@ -74,7 +80,12 @@ const UsagePatch = z.object({
 
 const ScriptStepSchema: z.ZodType<ScriptStep> = z.lazy(() =>
   z.discriminatedUnion("kind", [
-    z.object({ kind: z.literal("text"), text: z.string(), usage: UsagePatch.optional() }),
+    z.object({
+      kind: z.literal("text"),
+      text: z.string(),
+      usage: UsagePatch.optional(),
+      match: z.string().optional(),
+    }),
     z.object({
       kind: z.literal("tool_use"),
       calls: z.array(
@@ -82,14 +93,21 @@ const ScriptStepSchema: z.ZodType<ScriptStep> = z.lazy(() =>
       ).min(1),
       text: z.string().optional(),
       usage: UsagePatch.optional(),
+      match: z.string().optional(),
     }),
     z.object({
       kind: z.literal("error"),
       status: z.number().int().min(400).max(599),
       type: z.string().min(1),
       message: z.string(),
+      match: z.string().optional(),
     }),
-    z.object({ kind: z.literal("delay"), ms: z.number().nonnegative(), then: ScriptStepSchema }),
+    z.object({
+      kind: z.literal("delay"),
+      ms: z.number().nonnegative(),
+      then: ScriptStepSchema,
+      match: z.string().optional(),
+    }),
   ])
 );
 const ScriptSchema = z.array(ScriptStepSchema);
@@ -287,6 +305,11 @@ export async function startScriptedClaude(
 ): Promise<ScriptedClaude> {
   const log = opts.log ?? (() => {});
   const queue: ScriptStep[] = [];
+  const takeStep = (rec: RecordedRequest): ScriptStep | undefined => {
+    const text = JSON.stringify(rec.body);
+    const index = queue.findIndex((step) => !step.match || text.includes(step.match));
+    return index < 0 ? undefined : queue.splice(index, 1)[0];
+  };
   const recorded: RecordedRequest[] = [];
   const cache = promptCache();
   let responder = defaultResponder;
@@ -387,7 +410,7 @@ export async function startScriptedClaude(
     };
     recorded.push(rec);
     try {
-      return await reply(queue.shift() ?? responder(rec), rec);
+      return await reply(takeStep(rec) ?? responder(rec), rec);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       log(`${rec.requestId}: responder failed: ${message}`);

@@ -223,7 +223,10 @@ stackTest("a render that fails never sends raw JSON: it retries, then fails", as
   // Five answers that are not prose (the SDK's own retry would repeat a 500,
   // so bad text is what makes each attempt fail exactly once).
   await scripted.script(
-    Array.from({ length: 5 }, () => ({ kind: "text", text: '{"reminder": "Dentist"}' })),
+    Array.from(
+      { length: 5 },
+      () => ({ kind: "text", text: '{"reminder": "Dentist"}', match: "RENDER_SMS" }),
+    ),
   );
   const id = await enqueue({ userId: user.id, data: { reminder: "Dentist" } });
   await processQueue();
@@ -244,7 +247,11 @@ stackTest("a render that fails never sends raw JSON: it retries, then fails", as
 stackTest("the freshness check supersedes a message that no longer makes sense", async () => {
   const user = await deliveryUser(sql());
   await scripted.script([
-    { kind: "text", text: '{"still_relevant": false, "reason": "the user already rescheduled"}' },
+    {
+      kind: "text",
+      text: '{"still_relevant": false, "reason": "the user already rescheduled"}',
+      match: "FRESHNESS_CHECK",
+    },
   ]);
   const id = await enqueue({ userId: user.id, text: "Don't forget 3pm!", freshContext: true });
   const settled = await processUntilSettled(id);
