@@ -181,9 +181,11 @@ create table public.message_queue (
     (sequence_id is null and sequence_position is null and sequence_total is null)
     or (sequence_id is not null and sequence_total between 1 and 20
         and sequence_position between 1 and sequence_total)
-  ),
-  constraint message_queue_idempotency unique (user_id, idempotency_key)
+  )
 );
+-- Partial, so the many rows without a key cost nothing to index.
+create unique index message_queue_idempotency_idx on public.message_queue (user_id, idempotency_key)
+  where idempotency_key is not null;
 create index message_queue_due_idx on public.message_queue (next_attempt_at)
   where status = 'queued';
 create index message_queue_user_queued_idx on public.message_queue (user_id, priority_rank, scheduled_for)

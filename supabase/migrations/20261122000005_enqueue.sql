@@ -102,7 +102,7 @@ begin
     case when v_opted_out is null then 'queued' else 'cancelled' end,
     case when v_opted_out is null then null else 'user opted out of SMS' end
   )
-  on conflict (user_id, idempotency_key) do nothing
+  on conflict (user_id, idempotency_key) where idempotency_key is not null do nothing
   returning id into v_id;
 
   if v_id is null then

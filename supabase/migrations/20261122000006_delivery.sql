@@ -59,7 +59,9 @@ declare
   v_token uuid := gen_random_uuid();
   v_requeued uuid[];
   v_unknown integer;
-  v_users uuid[];
+  v_users uuid[] := '{}';
+  v_candidate record;
+  v_due integer := 0;
   v_result jsonb;
 begin
   if p_limit is null or p_limit not between 1 and 1000 then
@@ -94,25 +96,32 @@ begin
     into v_requeued, v_unknown;
   perform public.refund_units(v_requeued);
 
-  -- 2. Users with due work that no other processor holds.
-  select coalesce(array_agg(s.id), '{}') into v_users
-    from (
-      select u.id
-        from public.users u
-        join (
-          select d.user_id, min(d.next_attempt_at) as first_due
-            from (
-              select user_id, next_attempt_at from public.message_queue
-               where status = 'queued' and next_attempt_at <= v_now
-               order by next_attempt_at
-               limit p_limit * 4
-            ) d
-           group by d.user_id
-        ) c on c.user_id = u.id
-       order by c.first_due
-       limit p_limit
-         for no key update of u skip locked
-    ) s;
+  -- 2. Users with due work that no other processor holds, oldest due first,
+  -- until their due messages fill the batch. Users another processor holds are
+  -- skipped, so overlapping runs share the work instead of waiting.
+  for v_candidate in
+    select g.user_id
+      from (
+        select d.user_id, min(d.next_attempt_at) as first_due
+          from (
+            select user_id, next_attempt_at from public.message_queue
+             where status = 'queued' and next_attempt_at <= v_now
+             order by next_attempt_at
+             limit p_limit * 4
+          ) d
+         group by d.user_id
+      ) g
+     order by g.first_due, g.user_id
+  loop
+    perform 1 from public.users where id = v_candidate.user_id for no key update skip locked;
+    if found then
+      v_users := v_users || v_candidate.user_id;
+      v_due := v_due + (select count(*)::int from public.message_queue
+                         where user_id = v_candidate.user_id and status = 'queued'
+                           and next_attempt_at <= v_now);
+      exit when v_due >= p_limit;
+    end if;
+  end loop;
 
   -- 3. Their queued messages stay put while we decide.
   perform 1 from public.message_queue
@@ -120,7 +129,7 @@ begin
    for update;
 
   -- 4. Decide and apply, in one statement.
-  with ctx as (
+  with ctx as materialized (
     select u.id as user_id, u.timezone as tz, u.quiet_hours_start as qs, u.quiet_hours_end as qe,
            u.daily_message_limit as daily_limit, u.hourly_message_limit as hourly_limit,
            u.sms_opted_out_at is not null as opted_out,
@@ -141,16 +150,22 @@ begin
            and q.unit_spent_at > v_now - interval '1 hour'
      ) h
      where u.id = any(v_users)
-  ), members as (
-    select m.id, m.user_id, coalesce(m.sequence_id, m.id) as unit_id, m.sequence_total, m.status,
+  ), due as materialized (
+    -- Through the partial index on queued rows: history never gets read.
+    select m.id, m.user_id, coalesce(m.sequence_id, m.id) as unit_id, m.sequence_id,
+           m.sequence_total, m.status, m.priority_rank, m.scheduled_for, m.expires_at,
+           m.next_attempt_at, m.unit_kind
+      from public.message_queue m
+     where m.user_id = any(v_users) and m.status = 'queued' and m.next_attempt_at <= v_now
+  ), members as materialized (
+    -- Due rows, plus the other members of their sequences whatever their state.
+    select * from due
+    union all
+    select m.id, m.user_id, m.sequence_id, m.sequence_id, m.sequence_total, m.status,
            m.priority_rank, m.scheduled_for, m.expires_at, m.next_attempt_at, m.unit_kind
       from public.message_queue m
-     where m.user_id = any(v_users)
-       and ((m.status = 'queued' and m.next_attempt_at <= v_now)
-            or m.sequence_id in (
-              select q.sequence_id from public.message_queue q
-               where q.user_id = any(v_users) and q.status = 'queued'
-                 and q.next_attempt_at <= v_now and q.sequence_id is not null))
+     where m.sequence_id in (select sequence_id from due where sequence_id is not null)
+       and m.id not in (select id from due)
   ), units as (
     select user_id, unit_id,
            min(priority_rank) as prank,
@@ -182,28 +197,32 @@ begin
              order by case when r.prank = 0 then 1 else r.prank end, r.sched, r.unit_id
            ) as capped_rank
       from ready r
-  ), decided as (
-    select r.user_id, r.unit_id, r.local_day, r.sched,
+  ), kinds as (
+    select r.*,
            case
              when r.urgent_ok then 'urgent'
              when r.quiet_until is not null then null
              when r.paid then 'paid'
              when r.daily_used + r.capped_rank <= r.daily_limit
               and r.hour_used + r.capped_rank <= r.hourly_limit then 'capped'
-           end as kind,
-           public.outside_quiet_hours(greatest(
-             r.quiet_until,
-             case when not r.paid and r.daily_used + r.capped_rank > r.daily_limit
-                  then public.next_local_midnight(v_now, r.tz) end,
-             case when not r.paid and r.hour_used + r.capped_rank > r.hourly_limit
-                  then coalesce(r.oldest_spend, v_now) + interval '1 hour' end
-           ), r.tz, r.qs, r.qe) as defer_to,
+           end as kind
+      from ranked r
+  ), decided as (
+    select k.user_id, k.unit_id, k.local_day, k.sched, k.kind,
+           -- Quiet hours first: nothing capped goes before they end, and the caps
+           -- are judged again then. Only computed for what waits.
+           case when k.kind is null then coalesce(k.quiet_until, public.outside_quiet_hours(greatest(
+             case when k.daily_used + k.capped_rank > k.daily_limit
+                  then public.next_local_midnight(v_now, k.tz) end,
+             case when k.hour_used + k.capped_rank > k.hourly_limit
+                  then coalesce(k.oldest_spend, v_now) + interval '1 hour' end
+           ), k.tz, k.qs, k.qe)) end as defer_to,
            case
-             when r.quiet_until is not null then 'quiet hours'
-             when r.daily_used + r.capped_rank > r.daily_limit then 'daily limit reached'
+             when k.quiet_until is not null then 'quiet hours'
+             when k.daily_used + k.capped_rank > k.daily_limit then 'daily limit reached'
              else 'hourly limit reached'
            end as defer_reason
-      from ranked r
+      from kinds k
   ), claimable as (
     -- Whole users, in order, until the batch is full.
     select d.*
@@ -226,7 +245,8 @@ begin
                                    and coalesce(m.sequence_position, 1) = 1 then c.local_day
                                   else m.unit_local_date end
       from claimable c
-     where coalesce(m.sequence_id, m.id) = c.unit_id and m.user_id = c.user_id and m.status = 'queued'
+      join members mb on mb.unit_id = c.unit_id
+     where m.id = mb.id and m.status = 'queued'
     returning m.*
   ), budget as (
     insert into public.user_message_budget as b (user_id, local_date, units_used, urgent_used)
@@ -243,8 +263,8 @@ begin
     update public.message_queue m
        set next_attempt_at = d.defer_to, status_reason = 'deferred: ' || d.defer_reason
       from decided d
-     where d.kind is null and coalesce(m.sequence_id, m.id) = d.unit_id and m.user_id = d.user_id
-       and m.status = 'queued'
+      join members mb on mb.unit_id = d.unit_id
+     where d.kind is null and m.id = mb.id and m.status = 'queued'
     returning m.id
   ), closed as (
     update public.message_queue m
@@ -254,21 +274,23 @@ begin
              when n.expired then 'expired before it could be sent'
              else 'sequence can no longer go out whole: a member was cancelled, superseded, expired or failed'
            end
-      from units n join ctx c using (user_id)
+      from units n
+      join ctx c using (user_id)
+      join members mb on mb.unit_id = n.unit_id
      where (c.opted_out or (n.expired and not n.in_flight) or (n.broken and not n.in_flight))
-       and coalesce(m.sequence_id, m.id) = n.unit_id and m.user_id = n.user_id
-       and m.status = 'queued'
+       and m.id = mb.id and m.status = 'queued'
     returning m.status
   ), waiting as (
     -- A sequence still missing members: look again in a minute.
     update public.message_queue m
        set next_attempt_at = v_now + interval '1 minute',
            status_reason = 'waiting for the rest of the sequence'
-      from units n join ctx c using (user_id)
+      from units n
+      join ctx c using (user_id)
+      join members mb on mb.unit_id = n.unit_id
      where not c.opted_out and not n.expired and not n.broken and not n.in_flight
        and (n.queued_n + n.sent_n <> n.total or n.due_n <> n.queued_n)
-       and coalesce(m.sequence_id, m.id) = n.unit_id and m.user_id = n.user_id
-       and m.status = 'queued' and m.next_attempt_at <= v_now
+       and m.id = mb.id and m.status = 'queued' and m.next_attempt_at <= v_now
     returning m.id
   )
   select jsonb_build_object(

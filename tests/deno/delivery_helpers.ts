@@ -1,7 +1,7 @@
 // Driving delivery from tests: the queue RPC, the process-queue function, and
 // the control APIs of the local SMS catcher and scripted model.
 import type { Sql } from "../../shared/db.ts";
-import { createUser, db, functionUrl, stack, waitFor } from "./helpers.ts";
+import { createUser, db, functionUrl, stack, stackTest, waitFor } from "./helpers.ts";
 
 const required = (name: string) => {
   const value = Deno.env.get(name);
@@ -144,4 +144,22 @@ export async function deliveryUser(
            hourly_message_limit = ${fields.hourly_message_limit ?? 100}
      where id = ${user.id}`;
   return user;
+}
+
+/**
+ * Pauses the per-minute pg_cron run, for tests that play a processor by hand
+ * and must be the only one claiming.
+ */
+export async function withoutCron(fn: () => Promise<void>): Promise<void> {
+  await db()`update cron.job set active = false where jobname = 'process-queue'`;
+  try {
+    await fn();
+  } finally {
+    await db()`update cron.job set active = true where jobname = 'process-queue'`;
+  }
+}
+
+/** A test that plays a processor by hand, with the per-minute run paused. */
+export function soleProcessorTest(name: string, fn: () => Promise<void>): void {
+  stackTest(name, () => withoutCron(fn));
 }

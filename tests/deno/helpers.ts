@@ -74,6 +74,23 @@ export async function createUser(
   throw new Error("could not find a free test phone number");
 }
 
+/** Many users in one statement, with distinct fictional numbers. */
+export async function createUsers(
+  sql: Sql,
+  count: number,
+): Promise<{ id: string; phone_number: string }[]> {
+  const phones = new Set<string>();
+  while (phones.size < count) phones.add(testPhone());
+  const users = await sql<{ id: string; phone_number: string }[]>`
+    insert into public.users (phone_number)
+    select p from unnest(${[...phones]}::text[]) as p
+    on conflict (phone_number) do nothing
+    returning id, phone_number`;
+  // Numbers another test already holds are skipped; top up one at a time.
+  while (users.length < count) users.push(await createUser(sql));
+  return users;
+}
+
 /** A local HTTP server that records what reaches it. */
 export function recordingServer(
   respond: (req: Request) => Response | Promise<Response> = () => new Response("ok"),

@@ -23,9 +23,12 @@ stackTest("an interaction insert records a job and reaches analyze-interaction",
       select status_code, content from net._http_response where id = ${interaction.requestId}`;
     return row;
   });
-  // 202 is only given to a caller that presented the right bearer secret.
-  assert.equal(res.status_code, 202);
+  // Only a caller that presented the right bearer secret gets past the 401.
+  assert.equal(res.status_code, 200);
   assert.equal(JSON.parse(res.content).interaction_id, interaction.id);
+  const [analysed] = await sql`
+    select analysis_status from public.interactions where id = ${interaction.id}`;
+  assert.equal(analysed.analysis_status, "done");
 });
 
 stackTest("a rolled-back interaction insert leaves no job and sends nothing", async () => {

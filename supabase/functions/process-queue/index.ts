@@ -1,3 +1,4 @@
+import { voiceConfigFromEnv } from "../../../shared/calls/dispatch.ts";
 import { claudeFromEnv } from "../../../shared/claude/client.ts";
 import { createCompleter } from "../../../shared/claude/complete.ts";
 import { loadConfig } from "../../../shared/config.ts";
@@ -11,6 +12,7 @@ const env = Deno.env.toObject();
 const config = loadConfig(env);
 const twilio = twilioConfigFromEnv(env);
 const claude = claudeFromEnv(env);
+const voice = voiceConfigFromEnv(env);
 const sql = connect(config.SUPABASE_DB_URL, 4);
 const functionsUrl = `${config.SUPABASE_URL ?? ""}/functions/v1`;
 
@@ -22,6 +24,14 @@ Deno.serve(createProcessQueueHandler({
       now: () => Date.now(),
       concurrency: 16,
       leaseSeconds: 120,
+      calls: voice
+        ? {
+          ...voice,
+          fetch,
+          random: Math.random,
+          log: (message, fields) => logInfo("process-queue", message, fields),
+        }
+        : null,
       delivery: twilio
         ? {
           sendSms: (msg) => sendSms(twilio, msg, { fetch }),

@@ -1,6 +1,11 @@
 // One process-queue run: a processor_runs row saying what it did, around the
-// delivery loop.
+// delivery loop and the dispatch of due calls.
 import type { Sql } from "../../../shared/db.ts";
+import {
+  type CallDispatchDeps,
+  type CallDispatchSummary,
+  dispatchDueCalls,
+} from "../../../shared/calls/dispatch.ts";
 import {
   deliverDueMessages,
   type DeliveryDeps,
@@ -18,7 +23,10 @@ export interface RunSummary extends DeliverySummary {
   run_id: string;
   source: string;
   twilio: "configured" | "not configured";
+  voice: "configured" | "not configured";
   calls_dispatched: number;
+  calls_retried: number;
+  calls_failed: number;
   analyses_redispatched: number;
   duration_ms: number;
 }
@@ -27,19 +35,33 @@ export interface RunDeps {
   sql: Sql;
   /** Null when Twilio is not configured: messages then stay queued. */
   delivery: Omit<DeliveryDeps, "sql" | "now"> | null;
+  /** Null when VOICE_DISPATCH_URL is not set: calls then stay pending. */
+  calls: Omit<CallDispatchDeps, "sql" | "now"> | null;
   now: () => number;
   concurrency: number;
   leaseSeconds: number;
 }
 
+const NO_CALLS: CallDispatchSummary = { dispatched: 0, retried: 0, failed: 0 };
+
 export async function runProcessQueue(deps: RunDeps, req: RunRequest): Promise<RunSummary> {
   const started = deps.now();
+  const deadline = started + req.timeBudgetMs;
   const [{ id }] = await deps.sql<{ id: string }[]>`
     insert into public.processor_runs (source) values (${req.source}) returning id::text`;
   try {
+    // Calls first: there are few, and a late call matters more than a late text.
+    const calls = deps.calls
+      ? await dispatchDueCalls({ ...deps.calls, sql: deps.sql, now: deps.now }, {
+        deadline,
+        batchSize: 20,
+        concurrency: deps.concurrency,
+        timeoutMs: 10_000,
+      })
+      : NO_CALLS;
     const delivery = deps.delivery
       ? await deliverDueMessages({ ...deps.delivery, sql: deps.sql, now: deps.now }, {
-        deadline: started + req.timeBudgetMs,
+        deadline,
         batchSize: req.batchSize,
         leaseSeconds: deps.leaseSeconds,
         concurrency: deps.concurrency,
@@ -49,13 +71,17 @@ export async function runProcessQueue(deps: RunDeps, req: RunRequest): Promise<R
       run_id: id,
       source: req.source,
       twilio: deps.delivery ? "configured" : "not configured",
+      voice: deps.calls ? "configured" : "not configured",
       ...delivery,
-      calls_dispatched: 0,
+      calls_dispatched: calls.dispatched,
+      calls_retried: calls.retried,
+      calls_failed: calls.failed,
       analyses_redispatched: 0,
       duration_ms: Math.round(deps.now() - started),
     };
     await deps.sql`
-      update public.processor_runs set finished_at = now(), summary = ${JSON.stringify(summary)}::text::jsonb
+      update public.processor_runs
+         set finished_at = now(), summary = ${JSON.stringify(summary)}::text::jsonb
        where id = ${id}`;
     return summary;
   } catch (err) {

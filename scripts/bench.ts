@@ -1,0 +1,188 @@
+// npm run bench: speed figures on a throw-away stack, printed as JSON. Not part
+// of npm test; nothing here asserts a threshold.
+import { FUNCTION_ENV_KEYS } from "./local/env.ts";
+import { freePort } from "./local/process.ts";
+import { repoRoot, startStack } from "./local/stack.ts";
+import type { Sql } from "../shared/db.ts";
+
+const USERS = 2_000;
+const MESSAGES = 20_000;
+const HISTORICAL = 1_000_000;
+const PROCESSORS = 4;
+
+const secret = `bench-secret-${crypto.randomUUID()}`;
+const dir = await Deno.makeTempDir({ prefix: "orchestrator-bench-" });
+const log: string[] = [];
+const progress = (line: string) => console.error(`bench: ${line}`);
+
+const stack = await startStack({
+  root: repoRoot(),
+  dir,
+  pgPort: freePort(),
+  apiPort: freePort(),
+  functionPort: () => freePort(),
+  durable: false,
+  secret,
+  functionEnv: Object.fromEntries(FUNCTION_ENV_KEYS.map((k) => [k, ""])),
+  fakes: { smsCatcherPort: 0, scriptedClaudePort: 0 },
+  log: (line) => log.push(line),
+});
+const sql = stack.sql;
+const catcher = stack.fakes.smsCatcherUrl!;
+
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+const round = (n: number) => Math.round(n * 100) / 100;
+
+async function processQueue(): Promise<void> {
+  const res = await fetch(`${stack.apiUrl}/functions/v1/process-queue`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+    body: JSON.stringify({ source: "bench", time_budget_ms: 120_000, batch_size: 100 }),
+  });
+  if (!res.ok) throw new Error(`process-queue: ${res.status} ${await res.text()}`);
+  await res.body?.cancel();
+}
+
+async function createUsers(db: Sql): Promise<string[]> {
+  const rows = await db<{ id: string }[]>`
+    insert into public.users (phone_number, quiet_hours_start, quiet_hours_end,
+                              daily_message_limit, hourly_message_limit)
+    select '+1' || (201 + i / 100) || '55501' || lpad((i % 100)::text, 2, '0'),
+           '00:00', '00:00', 1000, 1000
+      from generate_series(0, ${USERS - 1}) as i
+    returning id`;
+  return rows.map((r) => r.id);
+}
+
+async function enqueueAll(db: Sql, users: string[], label: string): Promise<void> {
+  await db`
+    select public.enqueue_message(u.id, 'bench', 'medium',
+                                  p_final_message := ${label} || ' #' || i)
+      from unnest(${users}::uuid[]) as u(id), generate_series(1, ${MESSAGES / USERS}) as i`;
+}
+
+async function drain(label: string, latencyMs: number, users: string[]) {
+  await fetch(`${catcher}/__catcher/behaviour`, {
+    method: "POST",
+    body: JSON.stringify({ latencyMs }),
+  }).then((r) => r.body?.cancel());
+  await enqueueAll(sql, users, label);
+  progress(`draining ${MESSAGES} messages, catcher latency ${latencyMs} ms`);
+  const started = performance.now();
+  for (;;) {
+    await Promise.all(Array.from({ length: PROCESSORS }, processQueue));
+    const [{ left }] = await sql<{ left: number }[]>`
+      select count(*)::int as left from public.message_queue
+       where status in ('queued', 'sending') and final_message like ${label + " #%"}`;
+    if (left === 0) break;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const [{ sent }] = await sql<{ sent: number }[]>`
+    select count(*)::int as sent from public.message_queue
+     where status = 'sent' and final_message like ${label + " #%"}`;
+  return {
+    messages: sent,
+    users: USERS,
+    processors: PROCESSORS,
+    catcher_latency_ms: latencyMs,
+    seconds: round(seconds),
+    messages_per_second: round(sent / seconds),
+  };
+}
+
+async function claimLatency(users: string[]) {
+  progress(`inserting ${HISTORICAL} historical rows`);
+  await sql`
+    insert into public.message_queue (user_id, agent_id, final_message, status, next_attempt_at,
+                                      scheduled_for, sent_at, created_at)
+    select (${users}::uuid[])[1 + (i % ${USERS})], 'history', 'old #' || i, 'sent',
+           now() - interval '30 days', now() - interval '30 days', now() - interval '30 days',
+           now() - interval '30 days'
+      from generate_series(1, ${HISTORICAL}) as i`;
+  await sql`analyze public.message_queue`;
+  const samples = 100;
+  await sql`
+    select public.enqueue_message(u.id, 'bench', 'medium', p_final_message := 'claim #' || i)
+      from unnest(${users}::uuid[]) as u(id), generate_series(1, ${(samples * 100) / USERS}) as i`;
+  progress(`timing ${samples} claims of 100`);
+  const times: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const started = performance.now();
+    await sql`select public.claim_messages(100, 300)`;
+    times.push(performance.now() - started);
+  }
+  times.sort((a, b) => a - b);
+  const [{ rows }] = await sql<{ rows: number }[]>`
+    select count(*)::int as rows from public.message_queue`;
+  return {
+    batch: 100,
+    rows_in_queue: rows,
+    samples,
+    p50_ms: round(percentile(times, 50)),
+    p99_ms: round(percentile(times, 99)),
+  };
+}
+
+/** Insert -> the analyze-interaction request arriving, through the trigger and pg_net. */
+async function webhookLatency(users: string[]) {
+  const arrivals = new Map<string, number>();
+  const receiver = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      const at = performance.now();
+      const body = await req.json();
+      if (body?.record?.id) arrivals.set(body.record.id, at);
+      return Response.json({ accepted: true }, { status: 202 });
+    },
+  );
+  // The receiver stands where the function is, so only the path there is timed.
+  await sql`update vault.secrets set secret = ${`http://127.0.0.1:${receiver.addr.port}`}
+             where name = 'project_url'`;
+  const inserts = 200;
+  const latencies: number[] = [];
+  try {
+    progress(`timing ${inserts} webhooks`);
+    for (let i = 0; i < inserts; i++) {
+      const started = performance.now();
+      const [{ id }] = await sql<{ id: string }[]>`
+        insert into public.interactions (user_id, channel, transcript)
+        values (${users[i % users.length]}, 'voice', ${"bench transcript " + i}) returning id`;
+      while (!arrivals.has(id)) await new Promise((r) => setTimeout(r, 1));
+      latencies.push(arrivals.get(id)! - started);
+    }
+  } finally {
+    await sql`update vault.secrets set secret = ${stack.apiUrl} where name = 'project_url'`;
+    await receiver.shutdown();
+  }
+  latencies.sort((a, b) => a - b);
+  return {
+    inserts,
+    p50_ms: round(percentile(latencies, 50)),
+    p99_ms: round(percentile(latencies, 99)),
+  };
+}
+
+try {
+  // The cron job would compete with the timed runs; the figures are for ours alone.
+  await sql`select cron.unschedule('process-queue')`;
+  const users = await createUsers(sql);
+  const drain0 = await drain("drain0", 0, users);
+  const drain50 = await drain("drain50", 50, users);
+  const webhook = await webhookLatency(users);
+  const claim = await claimLatency(users);
+  console.log(JSON.stringify(
+    {
+      machine: { cores: navigator.hardwareConcurrency },
+      drain_0ms: drain0,
+      drain_50ms: drain50,
+      claim_latency: claim,
+      webhook_latency: webhook,
+    },
+    null,
+    2,
+  ));
+} finally {
+  await stack.stop();
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}

@@ -1,0 +1,188 @@
+// The analysis agent's tools: zod schemas that validate every call before it
+// runs, and the Anthropic tool definitions generated from them once, so the
+// definitions are byte-identical across users and runs (they head the cached
+// prompt prefix). No tool takes a user id: the user is the claimed
+// interaction's, bound by the SQL side; unknown fields are refused, so a
+// `user_id` the model adds is an error, not ignored.
+import type Anthropic from "@anthropic-ai/sdk";
+import { z } from "zod";
+import { validateRRule } from "../time/rrule.ts";
+
+const instant = z.iso.datetime({ offset: true });
+const text = (max: number) => z.string().trim().min(1).max(max);
+const callType = z.string().regex(/^[a-z0-9_-]{1,64}$/);
+
+export const SENTIMENTS = ["positive", "neutral", "negative", "mixed"] as const;
+export type Sentiment = (typeof SENTIMENTS)[number];
+
+export const INSIGHT_CATEGORIES = [
+  "preference",
+  "fact",
+  "goal",
+  "routine",
+  "relationship",
+  "health",
+  "other",
+] as const;
+
+const rrule = z.string().max(500).superRefine((value, ctx) => {
+  const problem = validateRRule(value);
+  if (problem) ctx.addIssue({ code: "custom", message: `not a supported RRULE: ${problem}` });
+});
+
+export const scheduleCallInput = z.object({
+  call_type: callType.describe(
+    "What the call is for, as a lower-case slug such as check_in, reminder or follow_up.",
+  ),
+  scheduled_for: instant.describe(
+    "When to call: an ISO 8601 instant with its offset, between 1 minute and 90 days from now.",
+  ),
+  custom_instructions: text(2000).optional().describe(
+    "What the voice assistant should cover on the call.",
+  ),
+  rrule: rrule.optional().describe(
+    "For a recurring call, an RFC 5545 RRULE (FREQ=DAILY, WEEKLY or MONTHLY) evaluated in " +
+      "the user's time zone, starting at scheduled_for.",
+  ),
+}).strict();
+
+export const cancelScheduledCallInput = z.object({
+  call_id: z.uuid().describe("The id of one of the user's pending calls, from the context."),
+  reason: text(500).describe("Why it is cancelled, in a few words."),
+}).strict();
+
+export const insightItemInput = z.object({
+  key: text(80).describe("A short stable name for the fact, such as preferred_call_time."),
+  value: text(500).describe("What is known, in one sentence."),
+  category: z.enum(INSIGHT_CATEGORIES).optional(),
+}).strict();
+
+export const updateUserInsightsInput = z.object({
+  items: z.array(insightItemInput).max(10).optional().describe(
+    "Facts to add or refresh; an existing key is updated, never duplicated.",
+  ),
+  retire: z.array(text(80)).max(10).optional().describe(
+    "Keys of facts that are no longer true.",
+  ),
+}).strict().refine((v) => (v.items?.length ?? 0) + (v.retire?.length ?? 0) > 0, {
+  message: "give at least one item or one key to retire",
+  path: ["items"],
+});
+
+export const recordCommitmentInput = z.object({
+  description: text(1000).describe("What the user committed to do, in their terms."),
+  due_at: instant.optional().describe("When it is due, as an ISO 8601 instant, when known."),
+}).strict();
+
+export const updateCommitmentInput = z.object({
+  commitment_id: z.uuid().describe("The id of one of the user's open commitments."),
+  status: z.enum(["open", "done", "dropped"]).optional(),
+  due_at: instant.optional(),
+  description: text(1000).optional(),
+}).strict().refine(
+  (v) => v.status !== undefined || v.due_at !== undefined || v.description !== undefined,
+  { message: "give at least one of status, due_at and description", path: ["status"] },
+);
+
+export const queueMessageInput = z.object({
+  text: text(480).describe("The SMS to send, exactly as the user should read it."),
+  priority: z.enum(["low", "medium", "high"]).default("medium"),
+  send_at: instant.optional().describe(
+    "The earliest time to send, as an ISO 8601 instant; now when absent. Quiet hours and the " +
+      "user's message budget still apply.",
+  ),
+  expires_at: instant.optional().describe(
+    "After this instant the message is no longer worth sending.",
+  ),
+}).strict();
+
+export const recordAnalysisInput = z.object({
+  sentiment: z.enum(SENTIMENTS).describe("The user's overall sentiment in this interaction."),
+  session_summary: text(3000).describe(
+    "The running summary of the relationship so far, updated with this interaction: what " +
+      "matters now, open threads, and what to follow up. Under 3000 characters.",
+  ),
+}).strict();
+
+export const TOOL_SCHEMAS = {
+  schedule_call: scheduleCallInput,
+  cancel_scheduled_call: cancelScheduledCallInput,
+  update_user_insights: updateUserInsightsInput,
+  record_commitment: recordCommitmentInput,
+  update_commitment: updateCommitmentInput,
+  queue_message: queueMessageInput,
+  record_analysis: recordAnalysisInput,
+} as const;
+
+export type ToolName = keyof typeof TOOL_SCHEMAS;
+export type ToolInput<T extends ToolName> = z.output<(typeof TOOL_SCHEMAS)[T]>;
+export type ScheduleCallInput = ToolInput<"schedule_call">;
+export type CancelScheduledCallInput = ToolInput<"cancel_scheduled_call">;
+export type UpdateUserInsightsInput = ToolInput<"update_user_insights">;
+export type RecordCommitmentInput = ToolInput<"record_commitment">;
+export type UpdateCommitmentInput = ToolInput<"update_commitment">;
+export type QueueMessageInput = ToolInput<"queue_message">;
+export type RecordAnalysisInput = ToolInput<"record_analysis">;
+
+const DESCRIPTIONS: Record<ToolName, string> = {
+  schedule_call:
+    "Schedule a voice call to the user, for example a check-in they asked for or a reminder " +
+    "before something they committed to. Only when the conversation gives a reason.",
+  cancel_scheduled_call:
+    "Cancel one of the user's pending calls that is no longer wanted or no longer makes sense.",
+  update_user_insights:
+    "Add, refresh or retire durable facts about the user (preferences, routines, goals, people " +
+    "in their life). Keep them short; one fact per key.",
+  record_commitment: "Record something the user said they will do.",
+  update_commitment:
+    "Mark one of the user's open commitments done or dropped, or change its due date or wording.",
+  queue_message:
+    "Queue an SMS to the user, such as a follow-up or a reminder they asked for. It goes out " +
+    "under their quiet hours and message budget.",
+  record_analysis:
+    "Finish the analysis: the user's sentiment and the updated session summary. Call it once, " +
+    "last, after any other tools.",
+};
+
+function inputSchema(schema: z.ZodType): Anthropic.Messages.Tool.InputSchema {
+  const generated = z.toJSONSchema(schema, {
+    io: "input",
+    // The date-time regex zod adds is long and says no more than the format does.
+    override: ({ jsonSchema }) => {
+      if (jsonSchema.format === "date-time") delete jsonSchema.pattern;
+    },
+  });
+  const { $schema: _, ...rest } = generated;
+  return { ...rest, type: "object" };
+}
+
+/** The definitions sent with every analysis request; the last one ends a cached prefix. */
+export const ANALYSIS_TOOLS: readonly Anthropic.Messages.Tool[] = Object.freeze(
+  (Object.keys(TOOL_SCHEMAS) as ToolName[]).map((name, i, all) => ({
+    name,
+    description: DESCRIPTIONS[name],
+    input_schema: inputSchema(TOOL_SCHEMAS[name]),
+    ...(i === all.length - 1 ? { cache_control: { type: "ephemeral" as const } } : {}),
+  })),
+);
+
+export type ParsedToolCall =
+  | { [T in ToolName]: { ok: true; tool: T; input: ToolInput<T> } }[ToolName]
+  | { ok: false; error: string };
+
+export function isToolName(name: string): name is ToolName {
+  return Object.hasOwn(TOOL_SCHEMAS, name);
+}
+
+/** Validates a tool call from the model; an error names each bad field. */
+export function parseToolCall(name: string, input: unknown): ParsedToolCall {
+  if (!isToolName(name)) return { ok: false, error: `there is no tool named ${name}` };
+  const result = TOOL_SCHEMAS[name].safeParse(input);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) =>
+      `${issue.path.length ? issue.path.join(".") : "(input)"}: ${issue.message}`
+    );
+    return { ok: false, error: `invalid input for ${name}: ${problems.join("; ")}` };
+  }
+  return { ok: true, tool: name, input: result.data } as ParsedToolCall;
+}

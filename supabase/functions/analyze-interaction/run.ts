@@ -1,0 +1,147 @@
+// One analysis of one interaction: claim the job, run the agent, then record
+// the outcome (finish_analysis) or the failure (fail_analysis, which retries
+// with backoff until the job runs out of attempts). Claude calls are logged to
+// agent_actions_log either way.
+import {
+  type AnalysisOutcome,
+  AnalysisRunError,
+  type CreateMessage,
+  runAnalysisAgent,
+} from "../../../shared/analysis/agent.ts";
+import { createExecutors } from "../../../shared/analysis/executors.ts";
+import {
+  claimAnalysis,
+  type ClaimedAnalysis,
+  failAnalysis,
+  finishAnalysis,
+  type RunRecord,
+} from "../../../shared/analysis/jobs.ts";
+import { writeInsights } from "../../../shared/analysis/memory.ts";
+import type { Sql } from "../../../shared/db.ts";
+import { writeClaudeLogs } from "../../../shared/delivery/processor.ts";
+
+export interface AnalyzeDeps {
+  sql: Sql;
+  createMessage: CreateMessage;
+  model: string;
+  now: () => number;
+  /** Longer than the function can live, so a live run never loses its claim. */
+  leaseSeconds: number;
+  log: (message: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface ActionSummary {
+  tool: string;
+  status: string;
+  result?: unknown;
+  error?: string;
+}
+
+export type AnalyzeResult =
+  | { kind: "analysed"; actions: ActionSummary[]; sentiment: string | null }
+  | { kind: "nothing"; status: "busy" | "done"; detail: string }
+  | { kind: "failed"; error: string; willRetry: boolean; attempts: number }
+  /** The claim lapsed while running: another run owns the job now. */
+  | { kind: "stale" };
+
+const errorText = (
+  err: unknown,
+) => (err instanceof Error ? err.message : String(err));
+
+const summarise = (actions: unknown[]): ActionSummary[] =>
+  (actions as ActionSummary[]).map(({ tool, status, result, error }) => ({
+    tool,
+    status,
+    ...(result === undefined ? {} : { result }),
+    ...(error === undefined ? {} : { error }),
+  }));
+
+export async function analyzeInteraction(
+  deps: AnalyzeDeps,
+  interactionId: string,
+): Promise<AnalyzeResult> {
+  const claim = await claimAnalysis(deps.sql, interactionId, deps.leaseSeconds);
+  if (claim.status === "busy") {
+    return { kind: "nothing", status: "busy", detail: claim.reason };
+  }
+  if (claim.status === "done") {
+    return { kind: "nothing", status: "done", detail: claim.analysis_status };
+  }
+  const ref = { claimToken: claim.claim_token, interactionId };
+  const fail = async (
+    err: unknown,
+    run: RunRecord | null,
+  ): Promise<AnalyzeResult> => {
+    const error = errorText(err);
+    const failed = await failAnalysis(deps.sql, ref, error, run);
+    deps.log("analysis failed", {
+      interaction_id: interactionId,
+      error,
+      ...failed,
+    });
+    if (failed.status === "stale") return { kind: "stale" };
+    return {
+      kind: "failed",
+      error,
+      willRetry: failed.will_retry ?? false,
+      attempts: failed.attempts ?? claim.attempt,
+    };
+  };
+
+  let outcome: AnalysisOutcome;
+  try {
+    outcome = await runAnalysisAgent({
+      createMessage: deps.createMessage,
+      executors: createExecutors(deps.sql, ref),
+      model: deps.model,
+      now: deps.now,
+    }, claim);
+  } catch (err) {
+    if (!(err instanceof AnalysisRunError)) return await fail(err, null);
+    await writeClaudeLogs(deps.sql, err.logs);
+    return await fail(err, err.run);
+  }
+  // Logged before the outcome, so a finished analysis always has its log rows.
+  await writeClaudeLogs(deps.sql, outcome.logs);
+  let status: "done" | "stale";
+  try {
+    status = await finishAnalysis(
+      deps.sql,
+      ref,
+      finishRequest(claim, outcome, deps.now()),
+    );
+  } catch (err) {
+    return await fail(err, outcome.run);
+  }
+  deps.log("analysed", {
+    interaction_id: interactionId,
+    status,
+    turns: outcome.run.turns,
+  });
+  if (status === "stale") return { kind: "stale" };
+  return {
+    kind: "analysed",
+    actions: summarise(outcome.run.actions),
+    sentiment: outcome.sentiment,
+  };
+}
+
+function finishRequest(
+  claim: ClaimedAnalysis,
+  outcome: AnalysisOutcome,
+  now: number,
+) {
+  return {
+    sentiment: outcome.sentiment,
+    extracted_commitments: outcome.extractedCommitments,
+    insights: outcome.insights
+      ? writeInsights(
+        claim.user.insights,
+        outcome.insights,
+        new Date(now).toISOString(),
+      )
+      : null,
+    session_summary: outcome.sessionSummary,
+    run: outcome.run,
+  };
+}

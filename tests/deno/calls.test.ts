@@ -1,0 +1,303 @@
+// Scheduled calls end to end against the database: dispatchDueCalls hands due
+// calls to a recording server playing the voice system, and the outcomes,
+// retries, recurrence across DST and completion land in scheduled_calls.
+import assert from "node:assert/strict";
+import {
+  type CallDispatchDeps,
+  type CallDispatchOptions,
+  dispatchDueCalls,
+  voiceConfigFromEnv,
+} from "../../shared/calls/dispatch.ts";
+import { createUser, db, recordingServer, stackTest } from "./helpers.ts";
+
+const sql = () => db();
+const VOICE_SECRET = "voice-dispatch-secret-for-tests";
+
+type Server = ReturnType<typeof recordingServer>;
+
+function dispatch(server: Server, over: Partial<CallDispatchDeps & CallDispatchOptions> = {}) {
+  const { deadline, batchSize, concurrency, timeoutMs, ...deps } = over;
+  return dispatchDueCalls({
+    sql: sql(),
+    fetch,
+    voiceUrl: `${server.url}/calls`,
+    voiceSecret: VOICE_SECRET,
+    now: Date.now,
+    random: () => 0.5,
+    log: () => {},
+    ...deps,
+  }, {
+    deadline: deadline ?? Date.now() + 60_000,
+    batchSize: batchSize ?? 10,
+    concurrency: concurrency ?? 4,
+    timeoutMs: timeoutMs ?? 10_000,
+  });
+}
+
+/** A call scheduled through the RPC, then made due now. */
+async function dueCall(
+  userId: string,
+  fields: { instructions?: string; rrule?: string } = {},
+): Promise<string> {
+  const [{ id }] = await sql()<{ id: string }[]>`
+    select public.schedule_call(${userId}, 'checkin', now() + interval '1 hour',
+      ${fields.instructions ?? null}::text, ${fields.rrule ?? null}::text) as id`;
+  await sql()`update public.scheduled_calls set next_attempt_at = now() where id = ${id}`;
+  return id;
+}
+
+async function callRow(id: string) {
+  const [row] = await sql()<
+    {
+      status: string;
+      attempts: number;
+      next_attempt_at: Date;
+      dispatched_at: Date | null;
+      completed_at: Date | null;
+      last_error: string | null;
+    }[]
+  >`
+    select status, attempts, next_attempt_at, dispatched_at, completed_at, last_error
+      from public.scheduled_calls where id = ${id}`;
+  return row;
+}
+
+const requestsFor = (server: Server, id: string) =>
+  server.received.filter((r) => r.headers.get("idempotency-key") === id);
+
+Deno.test("voiceConfigFromEnv: unset is null; a URL needs a secret of 16 characters", () => {
+  assert.equal(voiceConfigFromEnv({}), null);
+  assert.equal(voiceConfigFromEnv({ VOICE_DISPATCH_URL: "", VOICE_DISPATCH_SECRET: "x" }), null);
+  assert.deepEqual(
+    voiceConfigFromEnv({
+      VOICE_DISPATCH_URL: "https://voice.example.com/dispatch",
+      VOICE_DISPATCH_SECRET: VOICE_SECRET,
+    }),
+    { voiceUrl: "https://voice.example.com/dispatch", voiceSecret: VOICE_SECRET },
+  );
+  assert.throws(
+    () => voiceConfigFromEnv({ VOICE_DISPATCH_URL: "https://voice.example.com/dispatch" }),
+    /VOICE_DISPATCH_SECRET is required when VOICE_DISPATCH_URL is set/,
+  );
+  assert.throws(
+    () =>
+      voiceConfigFromEnv({
+        VOICE_DISPATCH_URL: "https://voice.example.com/dispatch",
+        VOICE_DISPATCH_SECRET: "short-secret",
+      }),
+    (err: Error) =>
+      /VOICE_DISPATCH_SECRET must be at least 16 characters/.test(err.message) &&
+      !err.message.includes("short-secret"),
+  );
+  assert.throws(
+    () =>
+      voiceConfigFromEnv({ VOICE_DISPATCH_URL: "ftp://x", VOICE_DISPATCH_SECRET: VOICE_SECRET }),
+    /VOICE_DISPATCH_URL must be an http\(s\) URL/,
+  );
+});
+
+stackTest(
+  "a due call is POSTed with the secret, the call, the user and a brief; 2xx dispatches it",
+  async () => {
+    const user = await createUser(sql(), { timezone: "Europe/Chisinau" });
+    await sql()`
+    insert into public.commitments (user_id, description, status)
+    values (${user.id}, 'Book the dentist', 'open')`;
+    await sql()`
+    insert into public.user_sessions (user_id, context_summary)
+    values (${user.id}, 'Training for a 10k in spring.')`;
+    const id = await dueCall(user.id, { instructions: "Ask how the long run went." });
+    const server = recordingServer(() => new Response("accepted", { status: 202 }));
+    try {
+      const summary = await dispatch(server);
+      assert.ok(summary.dispatched >= 1);
+      const [req] = requestsFor(server, id);
+      assert.equal(req.method, "POST");
+      assert.equal(new URL(req.url).pathname, "/calls");
+      assert.equal(req.headers.get("authorization"), `Bearer ${VOICE_SECRET}`);
+      assert.equal(req.headers.get("content-type"), "application/json");
+      const body = JSON.parse(req.body);
+      assert.equal(body.call.id, id);
+      assert.equal(body.call.call_type, "checkin");
+      assert.equal(body.call.custom_instructions, "Ask how the long run went.");
+      assert.equal(body.call.attempt, 1);
+      assert.deepEqual(body.user, {
+        id: user.id,
+        phone_number: user.phone_number,
+        timezone: "Europe/Chisinau",
+      });
+      assert.deepEqual(
+        body.brief.open_commitments.map((c: { description: string }) => c.description),
+        [
+          "Book the dentist",
+        ],
+      );
+      assert.equal(body.brief.session_summary, "Training for a 10k in spring.");
+      assert.deepEqual(body.brief.insights, {});
+      assert.deepEqual(body.brief.recent_interactions, []);
+
+      const row = await callRow(id);
+      assert.equal(row.status, "dispatched");
+      assert.ok(row.dispatched_at);
+      assert.equal(row.attempts, 1);
+      assert.equal(requestsFor(server, id).length, 1);
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+stackTest("the voice system's interaction carrying the call id completes the call", async () => {
+  const user = await createUser(sql());
+  const id = await dueCall(user.id);
+  const server = recordingServer(() => new Response(null, { status: 204 }));
+  try {
+    await dispatch(server);
+  } finally {
+    await server.close();
+  }
+  assert.equal((await callRow(id)).status, "dispatched");
+  // 'skipped' keeps this interaction out of analysis, which is not under test here.
+  await sql()`
+    insert into public.interactions (user_id, call_type, channel, transcript, scheduled_call_id,
+                                     analysis_status)
+    values (${user.id}, 'checkin', 'voice', 'Yes, the run went well.', ${id}, 'skipped')`;
+  const row = await callRow(id);
+  assert.equal(row.status, "completed");
+  assert.ok(row.completed_at);
+});
+
+stackTest("a 500 is retried with backoff, then failed after 5 attempts", async () => {
+  const user = await createUser(sql());
+  const id = await dueCall(user.id);
+  const server = recordingServer(() => new Response("voice system down", { status: 500 }));
+  try {
+    const started = Date.now();
+    await dispatch(server, { now: () => started });
+    let row = await callRow(id);
+    assert.equal(row.status, "pending");
+    assert.equal(row.attempts, 1);
+    // random 0.5 of the first retry's 60 s ceiling.
+    assert.equal(row.next_attempt_at.getTime(), started + 30_000);
+    assert.equal(row.last_error, "voice system answered 500: voice system down");
+
+    for (let attempt = 2; attempt <= 5; attempt++) {
+      // The backoff is not waited out: the call is made due again.
+      await sql()`update public.scheduled_calls set next_attempt_at = now() where id = ${id}`;
+      await dispatch(server);
+      row = await callRow(id);
+      assert.equal(row.attempts, attempt);
+      assert.equal(row.status, attempt < 5 ? "pending" : "failed");
+    }
+    assert.equal(
+      row.last_error,
+      "gave up after 5 attempts: voice system answered 500: voice system down",
+    );
+    assert.equal(requestsFor(server, id).length, 5);
+    await sql()`update public.scheduled_calls set next_attempt_at = now() where id = ${id}`;
+    await dispatch(server);
+    assert.equal(requestsFor(server, id).length, 5, "a failed call is never handed over again");
+  } finally {
+    await server.close();
+  }
+});
+
+stackTest("a 4xx fails at once; 408, 429 and no answer in time are retried", async () => {
+  const user = await createUser(sql());
+  const answers = new Map<string, number>();
+  for (const status of [400, 404, 408, 429]) answers.set(await dueCall(user.id), status);
+  const release = Promise.withResolvers<void>();
+  const server = recordingServer(async (req) => {
+    const status = answers.get(req.headers.get("idempotency-key") ?? "");
+    if (status === undefined) await release.promise;
+    return new Response("no", { status: status ?? 200 });
+  });
+  try {
+    await dispatch(server);
+    for (const [id, status] of answers) {
+      const row = await callRow(id);
+      assert.deepEqual(
+        [row.status, row.attempts, row.last_error],
+        [
+          status === 400 || status === 404 ? "failed" : "pending",
+          1,
+          `voice system answered ${status}: no`,
+        ],
+        String(status),
+      );
+    }
+    // A call the voice system never answers (the server holds it until the end).
+    const hang = await dueCall(user.id);
+    await dispatch(server, { timeoutMs: 200 });
+    const row = await callRow(hang);
+    assert.deepEqual(
+      [row.status, row.attempts, row.last_error],
+      ["pending", 1, "voice system unreachable: no response within 200 ms"],
+    );
+  } finally {
+    release.resolve();
+    await server.close();
+  }
+});
+
+/** The Friday before a DST change and the Monday after, as local dates (YYYY-MM-DD). */
+function weekendAround(sunday: Date) {
+  const day = (offset: number) =>
+    new Date(sunday.getTime() + offset * 86_400_000).toISOString().slice(0, 10);
+  return { friday: day(-2), monday: day(1) };
+}
+
+/** The nth (1-based; -1 = last) Sunday of a month, as a UTC midnight. */
+function sundayOf(year: number, month: number, nth: number): Date {
+  const days = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const sundays = Array.from({ length: days }, (_, i) => new Date(Date.UTC(year, month - 1, i + 1)))
+    .filter((d) => d.getUTCDay() === 0);
+  return nth > 0 ? sundays[nth - 1] : sundays[sundays.length + nth];
+}
+
+const WEEKDAYS_0830 = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=8;BYMINUTE=30";
+const nextYear = new Date().getUTCFullYear() + 1;
+
+for (
+  const { tz, sunday, hours, change } of [
+    // Clocks go forward on the last Sunday of March: Monday 08:30 is 71 h after Friday 08:30.
+    { tz: "Europe/Chisinau", sunday: sundayOf(nextYear, 3, -1), hours: 71, change: "spring" },
+    // And back on the first Sunday of November: 73 h.
+    { tz: "America/New_York", sunday: sundayOf(nextYear, 11, 1), hours: 73, change: "autumn" },
+  ]
+) {
+  stackTest(
+    `a weekday 08:30 RRULE in ${tz} goes on at 08:30 local across the ${change} DST change`,
+    async () => {
+      const user = await createUser(sql(), { timezone: tz });
+      const id = await dueCall(user.id, { rrule: WEEKDAYS_0830 });
+      const { friday, monday } = weekendAround(sunday);
+      // Scheduled directly, past schedule_call's 90-day window, just before the change.
+      await sql()`
+      update public.scheduled_calls
+         set scheduled_for = (${friday}::date + time '08:30') at time zone ${tz}, next_attempt_at = now()
+       where id = ${id}`;
+      const server = recordingServer();
+      try {
+        await dispatch(server);
+      } finally {
+        await server.close();
+      }
+      assert.equal(JSON.parse(requestsFor(server, id)[0].body).call.rrule, WEEKDAYS_0830);
+      assert.equal((await callRow(id)).status, "dispatched");
+      const next = await sql()<{ local: string; hours: number; status: string; rrule: string }[]>`
+      select (n.scheduled_for at time zone ${tz})::text as local,
+             extract(epoch from n.scheduled_for - c.scheduled_for)::int / 3600 as hours,
+             n.status, n.rrule
+        from public.scheduled_calls n
+        join public.scheduled_calls c on c.id = n.recurrence_of
+       where n.recurrence_of = ${id}`;
+      assert.deepEqual([...next], [{
+        local: `${monday} 08:30:00`,
+        hours,
+        status: "pending",
+        rrule: WEEKDAYS_0830,
+      }]);
+    },
+  );
+}

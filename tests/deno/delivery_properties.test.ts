@@ -1,0 +1,238 @@
+// Property tests over many IANA zones, DST-transition days included. The SQL
+// time rules are checked against the independent TypeScript implementation in
+// shared/time/zoned.ts; claim_messages is checked on the real clock with users
+// placed at every local time of day.
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { localParts, zonedToInstant } from "../../shared/time/zoned.ts";
+import { createUsers, db, stackTest } from "./helpers.ts";
+import { withoutCron } from "./delivery_helpers.ts";
+
+const ZONES = Intl.supportedValuesOf("timeZone");
+const DST_ZONES = [
+  "America/New_York",
+  "Europe/Chisinau",
+  "Europe/London",
+  "Australia/Lord_Howe",
+  "America/Santiago",
+  "Asia/Tehran",
+  "Pacific/Auckland",
+  "America/Havana",
+];
+const zone = fc.oneof(fc.constantFrom(...ZONES), fc.constantFrom(...DST_ZONES));
+
+/** The zone's UTC offset at an instant, in ms. */
+function offsetMs(t: number, tz: string): number {
+  const p = localParts(new Date(t), tz);
+  return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) -
+    Math.floor(t / 1000) * 1000;
+}
+
+/** Instants where a zone's offset changes in 2026, found by bisection on Intl. */
+function transitions(tz: string): Date[] {
+  const offset = (t: number) => offsetMs(t, tz);
+  const found: Date[] = [];
+  const start = Date.UTC(2026, 0, 1);
+  const day = 86_400_000;
+  for (let t = start; t < start + 366 * day; t += day) {
+    if (offset(t) === offset(t + day)) continue;
+    let [lo, hi] = [t, t + day];
+    while (hi - lo > 1000) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (offset(mid) === offset(lo)) lo = mid;
+      else hi = mid;
+    }
+    found.push(new Date(hi));
+  }
+  return found;
+}
+
+/** An instant in 2026, often within hours of one of the zone's DST transitions. */
+const instantIn = (tz: string) => {
+  const near = transitions(tz);
+  const anywhere = fc.integer({ min: Date.UTC(2026, 0, 1), max: Date.UTC(2026, 11, 31) });
+  if (!near.length) return anywhere.map((t) => new Date(t));
+  return fc.oneof(
+    anywhere,
+    fc.tuple(
+      fc.constantFrom(...near),
+      fc.integer({ min: -36, max: 36 }),
+      fc.integer({ min: 0, max: 59 }),
+    )
+      .map(([t, h, m]) => t.getTime() + h * 3_600_000 + m * 60_000),
+  ).map((t) => new Date(Math.floor(t / 1000) * 1000));
+};
+
+const minuteOfDay = fc.integer({ min: 0, max: 1439 });
+const hhmm = (m: number) =>
+  `${String(Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`;
+
+/** The spec's quiet-hours rule, written again from the TypeScript side. */
+function expectedQuietEnd(at: Date, tz: string, start: number, end: number): Date | null {
+  if (start === end) return null;
+  const p = localParts(at, tz);
+  const now = p.hour * 60 + p.minute;
+  const inside = start < end ? now >= start && now < end : now >= start || now < end;
+  if (!inside) return null;
+  const day = { year: p.year, month: p.month, day: p.day };
+  const endDay = start > end && now >= start
+    ? localParts(new Date(Date.UTC(p.year, p.month - 1, p.day + 1, 12)), "UTC")
+    : day;
+  const local = {
+    year: endDay.year,
+    month: endDay.month,
+    day: endDay.day,
+    hour: Math.floor(end / 60),
+    minute: end % 60,
+  };
+  const first = zonedToInstant(local, tz);
+  if (first > at) return first;
+  // Inside the repeated hour of a fall-back: the end's second occurrence.
+  const t = first.getTime();
+  return new Date(t + offsetMs(t, tz) - offsetMs(t + 86_400_000, tz));
+}
+
+stackTest(
+  "property: SQL local_to_instant follows the gap and fold rules in every zone",
+  async () => {
+    const sql = db();
+    await fc.assert(
+      fc.asyncProperty(
+        zone.chain((tz) => fc.tuple(fc.constant(tz), instantIn(tz))),
+        async ([tz, at]) => {
+          const p = localParts(at, tz);
+          const local = `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:00`;
+          const [{ instant }] = await sql<{ instant: Date }[]>`
+        select public.local_to_instant(${local}::timestamp, ${tz}) as instant`;
+          const expected = zonedToInstant({ ...p, second: 0 }, tz);
+          assert.equal(instant.toISOString(), expected.toISOString(), `${tz} ${local}`);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  },
+);
+
+stackTest(
+  "property: quiet hours end exactly at the local end time, DST days included",
+  async () => {
+    const sql = db();
+    await fc.assert(
+      fc.asyncProperty(
+        zone.chain((tz) => fc.tuple(fc.constant(tz), instantIn(tz), minuteOfDay, minuteOfDay)),
+        async ([tz, at, start, end]) => {
+          const [{ until }] = await sql<{ until: Date | null }[]>`
+          select public.quiet_hours_end(${at}, ${tz}, ${hhmm(start)}::time, ${
+            hhmm(end)
+          }::time) as until`;
+          const expected = expectedQuietEnd(at, tz, start, end);
+          assert.equal(until?.toISOString() ?? null, expected?.toISOString() ?? null);
+          if (until) assert.ok(until > at, "quiet hours end in the future");
+        },
+      ),
+      { numRuns: 400 },
+    );
+  },
+);
+
+interface Case {
+  tz: string;
+  quiet: [number, number] | null;
+  daily: number;
+  hourly: number;
+  priorities: ("urgent" | "high" | "medium" | "low")[];
+}
+
+const caseArb: fc.Arbitrary<Case> = fc.record({
+  tz: zone,
+  quiet: fc.option(fc.tuple(minuteOfDay, minuteOfDay), { nil: null }),
+  daily: fc.integer({ min: 0, max: 5 }),
+  hourly: fc.integer({ min: 0, max: 5 }),
+  priorities: fc.array(fc.constantFrom("urgent", "high", "medium", "low"), {
+    minLength: 1,
+    maxLength: 9,
+  }),
+});
+
+stackTest(
+  "property: claims respect quiet hours, the local day and both caps",
+  () =>
+    withoutCron(async () => {
+      const sql = db();
+      for (
+        const cases of fc.sample(fc.array(caseArb, { minLength: 40, maxLength: 40 }), {
+          numRuns: 4,
+        })
+      ) {
+        const users = await createUsers(sql, cases.length);
+        try {
+          for (const [i, c] of cases.entries()) {
+            await sql`
+          update public.users
+             set timezone = ${c.tz},
+                 quiet_hours_start = ${hhmm(c.quiet?.[0] ?? 0)}::time,
+                 quiet_hours_end = ${hhmm(c.quiet?.[1] ?? 0)}::time,
+                 daily_message_limit = ${c.daily}, hourly_message_limit = ${c.hourly}
+           where id = ${users[i].id}`;
+            for (const [n, priority] of c.priorities.entries()) {
+              await sql`select public.enqueue_message(${users[i].id}, 'prop', ${priority},
+                                                  p_final_message := ${"m" + n})`;
+            }
+          }
+          // Claim until nothing more is taken: every rule must still hold.
+          for (let round = 0; round < 3; round++) await sql`select public.claim_messages(1000, 60)`;
+          const [{ now }] = await sql<{ now: Date }[]>`select now() as now`;
+          for (const [i, c] of cases.entries()) {
+            const rows = await sql<
+              {
+                status: string;
+                priority: string;
+                next_attempt_at: Date;
+                status_reason: string | null;
+              }[]
+            >`
+          select status, priority, next_attempt_at, status_reason
+            from public.message_queue where user_id = ${users[i].id}`;
+            const claimed = rows.filter((r) => r.status !== "queued");
+            const urgentAll = c.priorities.filter((p) => p === "urgent").length;
+            const urgentOk = Math.min(urgentAll, 5);
+            const quietEnd = c.quiet ? expectedQuietEnd(now, c.tz, c.quiet[0], c.quiet[1]) : null;
+            const cappedWanted = c.priorities.length - urgentOk;
+            const cappedExpected = quietEnd ? 0 : Math.min(cappedWanted, c.daily, c.hourly);
+            const label = JSON.stringify(c);
+            assert.equal(claimed.length, urgentOk + cappedExpected, `claimed for ${label}`);
+            for (const r of rows.filter((r) => r.status === "queued")) {
+              assert.ok(r.next_attempt_at > now, `a deferred message waits: ${label}`);
+              if (quietEnd) {
+                assert.equal(
+                  r.next_attempt_at.toISOString(),
+                  quietEnd.toISOString(),
+                  `quiet end: ${label}`,
+                );
+              }
+            }
+            const [budget] = await sql<
+              { local_date: string; units_used: number; urgent_used: number }[]
+            >`
+          select local_date::text, units_used, urgent_used from public.user_message_budget
+           where user_id = ${users[i].id}`;
+            if (claimed.length) {
+              const p = localParts(now, c.tz);
+              const localDay = `${p.year}-${String(p.month).padStart(2, "0")}-${
+                String(p.day).padStart(2, "0")
+              }`;
+              assert.equal(
+                budget.local_date,
+                localDay,
+                `the budget day is the local day: ${label}`,
+              );
+              assert.ok(budget.units_used <= Math.min(c.daily, c.hourly), `caps hold: ${label}`);
+              assert.equal(budget.urgent_used, urgentOk);
+            }
+          }
+        } finally {
+          await sql`delete from public.users where id = any(${users.map((u) => u.id)})`;
+        }
+      }
+    }),
+);
