@@ -44,6 +44,8 @@ function spawnFunction(o: FunctionsOptions, name: string, port: number) {
       join(dir, "index.ts"),
     ],
     cwd: o.root,
+    // Only what the stack passes: a function never sees this process's secrets.
+    clearEnv: true,
     env: { ...o.env, DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${port}` },
     stdin: "null",
     stdout: "piped",

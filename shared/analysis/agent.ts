@@ -21,6 +21,7 @@ import { costUsd } from "../claude/pricing.ts";
 import { addUsage, normaliseUsage, type TokenUsage } from "../claude/usage.ts";
 import { type Executors, ToolRefused, type ToolResult } from "./executors.ts";
 import type { ClaimedAnalysis, RunRecord } from "./jobs.ts";
+import { idempotencyKey } from "./idempotency.ts";
 import { consolidate, type InsightItem, readInsights } from "./memory.ts";
 import { ANALYSIS_SYSTEM, renderAnalysisInput } from "./prompt.ts";
 import {
@@ -64,9 +65,10 @@ export const AGENT_LIMITS: AgentLimits = {
 const MINUTE_MS = 60_000;
 const CALL_HORIZON_MS = 90 * 24 * 60 * MINUTE_MS;
 
+/** `timeout` bounds one HTTP attempt; `signal` aborts the call, retries included. */
 export type CreateMessage = (
   params: Anthropic.Messages.MessageCreateParamsNonStreaming,
-  options: { timeout: number },
+  options: { timeout: number; signal: AbortSignal },
 ) => Promise<Anthropic.Messages.Message>;
 
 export interface AgentDeps {
@@ -98,6 +100,8 @@ export interface AnalysisOutcome {
   extractedCommitments: ExtractedCommitment[];
   /** The consolidated profile items, or null when the run did not touch them. */
   insights: InsightItem[] | null;
+  /** Every tool call, as also stored in the run record. */
+  actions: ActionRecord[];
   run: RunRecord;
   logs: ClaudeLog[];
 }
@@ -108,44 +112,6 @@ export class AnalysisRunError extends Error {
   constructor(message: string, readonly run: RunRecord, readonly logs: ClaudeLog[]) {
     super(message);
   }
-}
-
-/** Strings trimmed with inner whitespace collapsed, instants in UTC, keys sorted. */
-export function canonicalJson(value: unknown): string {
-  const normalise = (v: unknown): unknown => {
-    if (typeof v === "string") {
-      const s = v.trim().replace(/\s+/g, " ");
-      const ms = /^\d{4}-\d{2}-\d{2}T/.test(s) ? Date.parse(s) : NaN;
-      return Number.isNaN(ms) ? s : new Date(ms).toISOString();
-    }
-    if (Array.isArray(v)) return v.map(normalise);
-    if (v !== null && typeof v === "object") {
-      return Object.fromEntries(
-        Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) =>
-          a < b ? -1 : a > b ? 1 : 0
-        ).map(([k, x]) => [k, normalise(x)]),
-      );
-    }
-    return v;
-  };
-  return JSON.stringify(normalise(value));
-}
-
-export async function idempotencyKey(
-  interactionId: string,
-  tool: ToolName,
-  input: unknown,
-): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(canonicalJson(input)),
-  );
-  const hex = Array.from(
-    new Uint8Array(digest).slice(0, 16),
-    (b) => b.toString(16).padStart(2, "0"),
-  )
-    .join("");
-  return `analysis:${interactionId}:${tool}:${hex}`;
 }
 
 /** The conversation with one cache breakpoint on its newest block, so each turn reads the last. */
@@ -315,13 +281,19 @@ export async function runAnalysisAgent(
         break;
       }
       const callStarted = deps.now();
+      const abort = new AbortController();
+      const timer = setTimeout(
+        () => abort.abort(new Error("the analysis ran out of time")),
+        remaining,
+      );
       const res = await deps.createMessage({
         model: deps.model,
         max_tokens: limits.maxTokens,
         system: [...ANALYSIS_SYSTEM],
         tools: [...ANALYSIS_TOOLS],
         messages: withBreakpoint(messages),
-      }, { timeout: Math.min(limits.requestTimeoutMs, remaining) });
+      }, { timeout: Math.min(limits.requestTimeoutMs, remaining), signal: abort.signal })
+        .finally(() => clearTimeout(timer));
       turns++;
       model = res.model;
       const turnUsage = normaliseUsage(res.usage);
@@ -364,6 +336,7 @@ export async function runAnalysisAgent(
     sessionSummary,
     extractedCommitments: extracted,
     insights,
+    actions,
     run: record(),
     logs,
   };

@@ -29,14 +29,15 @@ create policy analysis_tool_effects_no_client_access on public.analysis_tool_eff
   as restrictive for all to anon, authenticated using (false) with check (false);
 
 -- Helpers -----------------------------------------------------------------------
--- The longest prefix of p_text that fits in p_max bytes, never splitting a character.
+-- p_text cut to at most p_max bytes (a few under at worst), never splitting a character.
 create or replace function public.analysis_truncate_bytes(p_text text, p_max integer) returns text
 language plpgsql immutable set search_path = '' as $$
 declare
   v text := left(p_text, p_max);
 begin
   while octet_length(v) > p_max loop
-    -- A character is at most 4 bytes, so this never cuts more than needed by much.
+    -- A character is 1 to 4 bytes: dropping a quarter of the excess, in characters,
+    -- is never more than needed, bar the last character or so.
     v := left(v, length(v) - greatest(1, (octet_length(v) - p_max) / 4));
   end loop;
   return v;

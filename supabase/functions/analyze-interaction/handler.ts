@@ -29,8 +29,7 @@ export function createAnalyzeHandler(deps: AnalyzeHandlerDeps) {
     if (!deps.analyze) {
       return json({
         error: "not_configured",
-        message:
-          "Claude is not configured (ANTHROPIC_API_KEY); the job waits for the next run",
+        message: "Claude is not configured (ANTHROPIC_API_KEY); the job waits for the next run",
         interaction_id: interactionId,
       }, 503);
     }

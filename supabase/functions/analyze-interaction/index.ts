@@ -17,14 +17,12 @@ Deno.serve(createAnalyzeHandler({
     ? (interactionId) =>
       analyzeInteraction({
         sql,
-        createMessage: (params, options) =>
-          client.messages.create(params, options),
+        createMessage: (params, options) => client.messages.create(params, options),
         model: claude.analysisModel,
         now: () => Date.now(),
         // An edge function lives at most 150 s.
         leaseSeconds: 180,
-        log: (message, fields) =>
-          logInfo("analyze-interaction", message, fields),
+        log: (message, fields) => logInfo("analyze-interaction", message, fields),
       }, interactionId)
     : null,
 }));

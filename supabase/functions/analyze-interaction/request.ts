@@ -18,14 +18,10 @@ export const analyzeRequest = z.unknown().transform((body, ctx) => {
   const isWebhook = typeof body === "object" && body !== null && "type" in body;
   const parsed = (isWebhook ? webhookPayload : directPayload).safeParse(body);
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      ctx.addIssue({ ...issue, code: "custom" });
-    }
+    for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, code: "custom" });
     return z.NEVER;
   }
   return {
-    interactionId: "record" in parsed.data
-      ? parsed.data.record.id
-      : parsed.data.interaction_id,
+    interactionId: "record" in parsed.data ? parsed.data.record.id : parsed.data.interaction_id,
   };
 });

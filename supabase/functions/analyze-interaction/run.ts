@@ -3,6 +3,7 @@
 // with backoff until the job runs out of attempts). Claude calls are logged to
 // agent_actions_log either way.
 import {
+  type ActionRecord,
   type AnalysisOutcome,
   AnalysisRunError,
   type CreateMessage,
@@ -30,12 +31,8 @@ export interface AnalyzeDeps {
   log: (message: string, fields?: Record<string, unknown>) => void;
 }
 
-export interface ActionSummary {
-  tool: string;
-  status: string;
-  result?: unknown;
-  error?: string;
-}
+/** What the function answers for each tool call: its outcome, not its input. */
+export type ActionSummary = Omit<ActionRecord, "input" | "idempotency_key">;
 
 export type AnalyzeResult =
   | { kind: "analysed"; actions: ActionSummary[]; sentiment: string | null }
@@ -44,41 +41,25 @@ export type AnalyzeResult =
   /** The claim lapsed while running: another run owns the job now. */
   | { kind: "stale" };
 
-const errorText = (
-  err: unknown,
-) => (err instanceof Error ? err.message : String(err));
+const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
-const summarise = (actions: unknown[]): ActionSummary[] =>
-  (actions as ActionSummary[]).map(({ tool, status, result, error }) => ({
-    tool,
-    status,
-    ...(result === undefined ? {} : { result }),
-    ...(error === undefined ? {} : { error }),
-  }));
+const summarise = (actions: ActionRecord[]): ActionSummary[] =>
+  actions.map(({ input: _input, idempotency_key: _key, ...rest }) => rest);
 
 export async function analyzeInteraction(
   deps: AnalyzeDeps,
   interactionId: string,
 ): Promise<AnalyzeResult> {
   const claim = await claimAnalysis(deps.sql, interactionId, deps.leaseSeconds);
-  if (claim.status === "busy") {
-    return { kind: "nothing", status: "busy", detail: claim.reason };
-  }
+  if (claim.status === "busy") return { kind: "nothing", status: "busy", detail: claim.reason };
   if (claim.status === "done") {
     return { kind: "nothing", status: "done", detail: claim.analysis_status };
   }
   const ref = { claimToken: claim.claim_token, interactionId };
-  const fail = async (
-    err: unknown,
-    run: RunRecord | null,
-  ): Promise<AnalyzeResult> => {
+  const fail = async (err: unknown, run: RunRecord | null): Promise<AnalyzeResult> => {
     const error = errorText(err);
     const failed = await failAnalysis(deps.sql, ref, error, run);
-    deps.log("analysis failed", {
-      interaction_id: interactionId,
-      error,
-      ...failed,
-    });
+    deps.log("analysis failed", { interaction_id: interactionId, error, ...failed });
     if (failed.status === "stale") return { kind: "stale" };
     return {
       kind: "failed",
@@ -105,41 +86,21 @@ export async function analyzeInteraction(
   await writeClaudeLogs(deps.sql, outcome.logs);
   let status: "done" | "stale";
   try {
-    status = await finishAnalysis(
-      deps.sql,
-      ref,
-      finishRequest(claim, outcome, deps.now()),
-    );
+    status = await finishAnalysis(deps.sql, ref, finishRequest(claim, outcome, deps.now()));
   } catch (err) {
     return await fail(err, outcome.run);
   }
-  deps.log("analysed", {
-    interaction_id: interactionId,
-    status,
-    turns: outcome.run.turns,
-  });
+  deps.log("analysed", { interaction_id: interactionId, status, turns: outcome.run.turns });
   if (status === "stale") return { kind: "stale" };
-  return {
-    kind: "analysed",
-    actions: summarise(outcome.run.actions),
-    sentiment: outcome.sentiment,
-  };
+  return { kind: "analysed", actions: summarise(outcome.actions), sentiment: outcome.sentiment };
 }
 
-function finishRequest(
-  claim: ClaimedAnalysis,
-  outcome: AnalysisOutcome,
-  now: number,
-) {
+function finishRequest(claim: ClaimedAnalysis, outcome: AnalysisOutcome, now: number) {
   return {
     sentiment: outcome.sentiment,
     extracted_commitments: outcome.extractedCommitments,
     insights: outcome.insights
-      ? writeInsights(
-        claim.user.insights,
-        outcome.insights,
-        new Date(now).toISOString(),
-      )
+      ? writeInsights(claim.user.insights, outcome.insights, new Date(now).toISOString())
       : null,
     session_summary: outcome.sessionSummary,
     run: outcome.run,

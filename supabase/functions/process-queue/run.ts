@@ -1,6 +1,7 @@
-// One process-queue run: a processor_runs row saying what it did, around the
-// delivery loop and the dispatch of due calls.
+// One process-queue run: a processor_runs row saying what it did, around
+// re-dispatching lost analyses, dispatching due calls and delivering messages.
 import type { Sql } from "../../../shared/db.ts";
+import { redispatchAnalysisJobs } from "../../../shared/analysis/jobs.ts";
 import {
   type CallDispatchDeps,
   type CallDispatchSummary,
@@ -50,6 +51,8 @@ export async function runProcessQueue(deps: RunDeps, req: RunRequest): Promise<R
   const [{ id }] = await deps.sql<{ id: string }[]>`
     insert into public.processor_runs (source) values (${req.source}) returning id::text`;
   try {
+    // Analyses whose webhook was lost or failed go out again (cheap: SQL only).
+    const analyses = await redispatchAnalysisJobs(deps.sql);
     // Calls first: there are few, and a late call matters more than a late text.
     const calls = deps.calls
       ? await dispatchDueCalls({ ...deps.calls, sql: deps.sql, now: deps.now }, {
@@ -76,7 +79,7 @@ export async function runProcessQueue(deps: RunDeps, req: RunRequest): Promise<R
       calls_dispatched: calls.dispatched,
       calls_retried: calls.retried,
       calls_failed: calls.failed,
-      analyses_redispatched: 0,
+      analyses_redispatched: analyses,
       duration_ms: Math.round(deps.now() - started),
     };
     await deps.sql`

@@ -4,11 +4,10 @@ import type Anthropic from "@anthropic-ai/sdk";
 import {
   AGENT_LIMITS,
   AnalysisRunError,
-  canonicalJson,
   type CreateMessage,
-  idempotencyKey,
   runAnalysisAgent,
 } from "../../../shared/analysis/agent.ts";
+import { canonicalJson, idempotencyKey } from "../../../shared/analysis/idempotency.ts";
 import { type Executors, ToolRefused } from "../../../shared/analysis/executors.ts";
 import type { ClaimedAnalysis } from "../../../shared/analysis/jobs.ts";
 
