@@ -188,7 +188,7 @@ create unique index message_queue_idempotency_idx on public.message_queue (user_
   where idempotency_key is not null;
 create index message_queue_due_idx on public.message_queue (next_attempt_at)
   where status = 'queued';
-create index message_queue_user_queued_idx on public.message_queue (user_id, priority_rank, scheduled_for)
+create index message_queue_user_queued_idx on public.message_queue (user_id, next_attempt_at)
   where status = 'queued';
 create index message_queue_supersede_idx on public.message_queue (user_id, supersede_key)
   where status = 'queued' and supersede_key is not null;
@@ -200,6 +200,12 @@ create index message_queue_lease_idx on public.message_queue (locked_until)
   where status = 'sending';
 create index message_queue_hourly_units_idx on public.message_queue (user_id, unit_spent_at)
   where unit_kind = 'capped';
+-- A queue table: its status mix shifts all day while the table grows, so keep
+-- the planner's statistics fresh, or it misjudges the partial indexes above.
+alter table public.message_queue set (
+  autovacuum_analyze_scale_factor = 0.005,
+  autovacuum_vacuum_scale_factor = 0.01
+);
 create trigger message_queue_touch before update on public.message_queue
   for each row execute function public.touch_updated_at();
 

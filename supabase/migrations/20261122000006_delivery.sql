@@ -62,6 +62,13 @@ declare
   v_users uuid[] := '{}';
   v_candidate record;
   v_due integer := 0;
+  v_ids uuid[];
+  v_user_ids uuid[];
+  v_actions text[];
+  v_kinds text[];
+  v_days date[];
+  v_defer_to timestamptz[];
+  v_reasons text[];
   v_result jsonb;
 begin
   if p_limit is null or p_limit not between 1 and 1000 then
@@ -94,7 +101,9 @@ begin
   )
   select coalesce((select array_agg(id) from requeued), '{}'), (select count(*)::int from unknown)
     into v_requeued, v_unknown;
-  perform public.refund_units(v_requeued);
+  if cardinality(v_requeued) > 0 then
+    perform public.refund_units(v_requeued);
+  end if;
 
   -- 2. Users with due work that no other processor holds, oldest due first,
   -- until their due messages fill the batch. Users another processor holds are
@@ -128,7 +137,7 @@ begin
    where user_id = any(v_users) and status = 'queued'
    for update;
 
-  -- 4. Decide and apply, in one statement.
+  -- 4. Decide: one statement, every rule, in each user's time zone.
   with ctx as materialized (
     select u.id as user_id, u.timezone as tz, u.quiet_hours_start as qs, u.quiet_hours_end as qe,
            u.daily_message_limit as daily_limit, u.hourly_message_limit as hourly_limit,
@@ -207,7 +216,7 @@ begin
               and r.hour_used + r.capped_rank <= r.hourly_limit then 'capped'
            end as kind
       from ranked r
-  ), decided as (
+  ), decided as materialized (
     select k.user_id, k.unit_id, k.local_day, k.sched, k.kind,
            -- Quiet hours first: nothing capped goes before they end, and the caps
            -- are judged again then. Only computed for what waits.
@@ -223,7 +232,7 @@ begin
              else 'hourly limit reached'
            end as defer_reason
       from kinds k
-  ), claimable as (
+  ), claimable as materialized (
     -- Whole users, in order, until the batch is full.
     select d.*
       from decided d
@@ -232,67 +241,82 @@ begin
           from decided where kind is not null group by user_id
       ) t using (user_id)
      where d.kind is not null and t.before < p_limit
-  ), claimed as (
-    update public.message_queue m
-       set status = 'sending', claim_token = v_token,
-           locked_until = v_now + make_interval(secs => p_lease_seconds),
-           status_reason = null,
-           unit_kind = case when c.kind in ('urgent', 'capped') and m.unit_kind is null
-                             and coalesce(m.sequence_position, 1) = 1 then c.kind else m.unit_kind end,
-           unit_spent_at = case when c.kind in ('urgent', 'capped') and m.unit_kind is null
-                                 and coalesce(m.sequence_position, 1) = 1 then v_now else m.unit_spent_at end,
-           unit_local_date = case when c.kind in ('urgent', 'capped') and m.unit_kind is null
-                                   and coalesce(m.sequence_position, 1) = 1 then c.local_day
-                                  else m.unit_local_date end
-      from claimable c
-      join members mb on mb.unit_id = c.unit_id
-     where m.id = mb.id and m.status = 'queued'
-    returning m.*
-  ), budget as (
-    insert into public.user_message_budget as b (user_id, local_date, units_used, urgent_used)
-    select user_id, local_day,
-           count(*) filter (where kind = 'capped'), count(*) filter (where kind = 'urgent')
-      from claimable where kind in ('capped', 'urgent')
-     group by user_id, local_day
-    on conflict (user_id, local_date) do update
-       set units_used = b.units_used + excluded.units_used,
-           urgent_used = b.urgent_used + excluded.urgent_used,
-           updated_at = now()
-    returning 1
-  ), deferred as (
-    update public.message_queue m
-       set next_attempt_at = d.defer_to, status_reason = 'deferred: ' || d.defer_reason
-      from decided d
-      join members mb on mb.unit_id = d.unit_id
-     where d.kind is null and m.id = mb.id and m.status = 'queued'
-    returning m.id
-  ), closed as (
-    update public.message_queue m
-       set status = case when n.expired and not c.opted_out then 'expired' else 'cancelled' end,
-           status_reason = case
+  ), actions as (
+    -- One decision per queued member.
+    select mb.id, mb.user_id,
+           case
+             when cl.unit_id is not null then 'claim'
+             when c.opted_out then 'cancel'
+             when n.in_flight then null
+             when n.expired then 'expire'
+             when n.broken then 'cancel'
+             when n.queued_n + n.sent_n <> n.total or n.due_n <> n.queued_n then
+               case when mb.next_attempt_at <= v_now then 'wait' end
+             when d.kind is null then 'defer'
+           end as action,
+           cl.kind, cl.local_day, d.defer_to,
+           case
              when c.opted_out then 'user opted out of SMS'
              when n.expired then 'expired before it could be sent'
-             else 'sequence can no longer go out whole: a member was cancelled, superseded, expired or failed'
-           end
-      from units n
-      join ctx c using (user_id)
-      join members mb on mb.unit_id = n.unit_id
-     where (c.opted_out or (n.expired and not n.in_flight) or (n.broken and not n.in_flight))
-       and m.id = mb.id and m.status = 'queued'
-    returning m.status
-  ), waiting as (
-    -- A sequence still missing members: look again in a minute.
-    update public.message_queue m
-       set next_attempt_at = v_now + interval '1 minute',
-           status_reason = 'waiting for the rest of the sequence'
-      from units n
-      join ctx c using (user_id)
-      join members mb on mb.unit_id = n.unit_id
-     where not c.opted_out and not n.expired and not n.broken and not n.in_flight
-       and (n.queued_n + n.sent_n <> n.total or n.due_n <> n.queued_n)
-       and m.id = mb.id and m.status = 'queued' and m.next_attempt_at <= v_now
-    returning m.id
+             when n.broken then 'sequence can no longer go out whole: a member was cancelled, superseded, expired or failed'
+             else 'deferred: ' || d.defer_reason
+           end as reason
+      from members mb
+      join units n on n.unit_id = mb.unit_id and n.user_id = mb.user_id
+      join ctx c on c.user_id = mb.user_id
+      left join decided d on d.unit_id = mb.unit_id and d.user_id = mb.user_id
+      left join claimable cl on cl.unit_id = mb.unit_id and cl.user_id = mb.user_id
+     where mb.status = 'queued'
   )
+  select coalesce(array_agg(id), '{}'), coalesce(array_agg(user_id), '{}'),
+         coalesce(array_agg(action), '{}'), coalesce(array_agg(kind), '{}'),
+         coalesce(array_agg(local_day), '{}'), coalesce(array_agg(defer_to), '{}'),
+         coalesce(array_agg(reason), '{}')
+    into v_ids, v_user_ids, v_actions, v_kinds, v_days, v_defer_to, v_reasons
+    from actions where action is not null;
+
+  -- 5. Apply, row by primary key. The rows are locked (step 3), so they are still
+  -- queued; no status filter, which would tempt the planner onto a partial index.
+  update public.message_queue m
+     set status = 'sending', claim_token = v_token,
+         locked_until = v_now + make_interval(secs => p_lease_seconds),
+         status_reason = null,
+         unit_kind = case when a.kind in ('urgent', 'capped') and m.unit_kind is null
+                           and coalesce(m.sequence_position, 1) = 1 then a.kind else m.unit_kind end,
+         unit_spent_at = case when a.kind in ('urgent', 'capped') and m.unit_kind is null
+                               and coalesce(m.sequence_position, 1) = 1 then v_now else m.unit_spent_at end,
+         unit_local_date = case when a.kind in ('urgent', 'capped') and m.unit_kind is null
+                                 and coalesce(m.sequence_position, 1) = 1 then a.local_day
+                                else m.unit_local_date end
+    from unnest(v_ids, v_actions, v_kinds, v_days) as a(id, action, kind, local_day)
+   where a.action = 'claim' and m.id = a.id;
+
+  insert into public.user_message_budget as b (user_id, local_date, units_used, urgent_used)
+  select a.user_id, a.local_day,
+         count(*) filter (where a.kind = 'capped'), count(*) filter (where a.kind = 'urgent')
+    from unnest(v_ids, v_user_ids, v_actions, v_kinds, v_days)
+           as a(id, user_id, action, kind, local_day)
+    join public.message_queue m on m.id = a.id
+   where a.action = 'claim' and a.kind in ('capped', 'urgent') and m.unit_spent_at = v_now
+   group by a.user_id, a.local_day
+  on conflict (user_id, local_date) do update
+     set units_used = b.units_used + excluded.units_used,
+         urgent_used = b.urgent_used + excluded.urgent_used,
+         updated_at = now();
+
+  update public.message_queue m
+     set next_attempt_at = case a.action when 'wait' then v_now + interval '1 minute' else a.defer_to end,
+         status_reason = case a.action when 'wait' then 'waiting for the rest of the sequence'
+                                       else a.reason end
+    from unnest(v_ids, v_actions, v_defer_to, v_reasons) as a(id, action, defer_to, reason)
+   where a.action in ('defer', 'wait') and m.id = a.id;
+
+  update public.message_queue m
+     set status = case a.action when 'expire' then 'expired' else 'cancelled' end,
+         status_reason = a.reason
+    from unnest(v_ids, v_actions, v_reasons) as a(id, action, reason)
+   where a.action in ('expire', 'cancel') and m.id = a.id;
+
   select jsonb_build_object(
     'claim_token', v_token,
     'messages', coalesce((
@@ -303,12 +327,13 @@ begin
         'sequence_id', c.sequence_id, 'sequence_position', c.sequence_position,
         'render_attempts', c.render_attempts, 'attempts', c.attempts
       ) order by c.user_id, coalesce(c.sequence_id, c.id), c.sequence_position)
-        from claimed c join public.users u on u.id = c.user_id
+        from public.message_queue c
+        join public.users u on u.id = c.user_id
+       where c.id = any(v_ids) and c.claim_token = v_token and c.status = 'sending'
     ), '[]'::jsonb),
-    'deferred', (select count(*) from deferred) + (select count(*) from waiting),
-    'expired', (select count(*) from closed where status = 'expired'),
-    'cancelled', (select count(*) from closed where status = 'cancelled'),
-    'budget_rows', (select count(*) from budget),
+    'deferred', (select count(*) from unnest(v_actions) a where a in ('defer', 'wait')),
+    'expired', (select count(*) from unnest(v_actions) a where a = 'expire'),
+    'cancelled', (select count(*) from unnest(v_actions) a where a = 'cancel'),
     'requeued', coalesce(array_length(v_requeued, 1), 0),
     'unknown', v_unknown
   ) into v_result;
