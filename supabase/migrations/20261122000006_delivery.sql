@@ -53,7 +53,10 @@ create or replace function public.claim_messages(
   p_limit integer default 100,
   p_lease_seconds integer default 120
 ) returns jsonb
-language plpgsql security definer set search_path = '' as $$
+language plpgsql security definer set search_path = ''
+-- Its statements depend on arrays, not on values a custom plan could exploit,
+-- so planning them again on every call is pure cost.
+set plan_cache_mode = force_generic_plan as $$
 declare
   v_now timestamptz := now();
   v_token uuid := gen_random_uuid();
@@ -132,11 +135,6 @@ begin
     end if;
   end loop;
 
-  -- 3. Their queued messages stay put while we decide.
-  perform 1 from public.message_queue
-   where user_id = any(v_users) and status = 'queued'
-   for update;
-
   -- 4. Decide: one statement, every rule, in each user's time zone.
   with ctx as materialized (
     select u.id as user_id, u.timezone as tz, u.quiet_hours_start as qs, u.quiet_hours_end as qe,
@@ -160,21 +158,27 @@ begin
      ) h
      where u.id = any(v_users)
   ), due as materialized (
-    -- Through the partial index on queued rows: history never gets read.
+    -- Through the partial index on queued rows: history never gets read. Locked,
+    -- so they stay as they are until this transaction decides.
     select m.id, m.user_id, coalesce(m.sequence_id, m.id) as unit_id, m.sequence_id,
+           m.sequence_position, m.sequence_total, m.status, m.priority_rank, m.scheduled_for,
+           m.expires_at, m.next_attempt_at, m.unit_kind
+      from public.message_queue m
+     where m.user_id = any(v_users) and m.status = 'queued' and m.next_attempt_at <= v_now
+       for update of m
+  ), siblings as materialized (
+    -- The other members of their sequences, whatever their state.
+    select m.id, m.user_id, m.sequence_id as unit_id, m.sequence_id, m.sequence_position,
            m.sequence_total, m.status, m.priority_rank, m.scheduled_for, m.expires_at,
            m.next_attempt_at, m.unit_kind
       from public.message_queue m
-     where m.user_id = any(v_users) and m.status = 'queued' and m.next_attempt_at <= v_now
-  ), members as materialized (
-    -- Due rows, plus the other members of their sequences whatever their state.
-    select * from due
-    union all
-    select m.id, m.user_id, m.sequence_id, m.sequence_id, m.sequence_total, m.status,
-           m.priority_rank, m.scheduled_for, m.expires_at, m.next_attempt_at, m.unit_kind
-      from public.message_queue m
      where m.sequence_id in (select sequence_id from due where sequence_id is not null)
        and m.id not in (select id from due)
+       for update of m
+  ), members as (
+    select * from due
+    union all
+    select * from siblings
   ), units as (
     select user_id, unit_id,
            min(priority_rank) as prank,
@@ -255,6 +259,8 @@ begin
              when d.kind is null then 'defer'
            end as action,
            cl.kind, cl.local_day, d.defer_to,
+           -- A sequence spends its unit on its first member only.
+           mb.unit_kind is null and coalesce(mb.sequence_position, 1) = 1 as spends,
            case
              when c.opted_out then 'user opted out of SMS'
              when n.expired then 'expired before it could be sent'
@@ -269,7 +275,8 @@ begin
      where mb.status = 'queued'
   )
   select coalesce(array_agg(id), '{}'), coalesce(array_agg(user_id), '{}'),
-         coalesce(array_agg(action), '{}'), coalesce(array_agg(kind), '{}'),
+         coalesce(array_agg(action), '{}'),
+         coalesce(array_agg(case when spends then kind end), '{}'),
          coalesce(array_agg(local_day), '{}'), coalesce(array_agg(defer_to), '{}'),
          coalesce(array_agg(reason), '{}')
     into v_ids, v_user_ids, v_actions, v_kinds, v_days, v_defer_to, v_reasons
@@ -281,12 +288,9 @@ begin
      set status = 'sending', claim_token = v_token,
          locked_until = v_now + make_interval(secs => p_lease_seconds),
          status_reason = null,
-         unit_kind = case when a.kind in ('urgent', 'capped') and m.unit_kind is null
-                           and coalesce(m.sequence_position, 1) = 1 then a.kind else m.unit_kind end,
-         unit_spent_at = case when a.kind in ('urgent', 'capped') and m.unit_kind is null
-                               and coalesce(m.sequence_position, 1) = 1 then v_now else m.unit_spent_at end,
-         unit_local_date = case when a.kind in ('urgent', 'capped') and m.unit_kind is null
-                                 and coalesce(m.sequence_position, 1) = 1 then a.local_day
+         unit_kind = case when a.kind in ('urgent', 'capped') then a.kind else m.unit_kind end,
+         unit_spent_at = case when a.kind in ('urgent', 'capped') then v_now else m.unit_spent_at end,
+         unit_local_date = case when a.kind in ('urgent', 'capped') then a.local_day
                                 else m.unit_local_date end
     from unnest(v_ids, v_actions, v_kinds, v_days) as a(id, action, kind, local_day)
    where a.action = 'claim' and m.id = a.id;
@@ -294,10 +298,8 @@ begin
   insert into public.user_message_budget as b (user_id, local_date, units_used, urgent_used)
   select a.user_id, a.local_day,
          count(*) filter (where a.kind = 'capped'), count(*) filter (where a.kind = 'urgent')
-    from unnest(v_ids, v_user_ids, v_actions, v_kinds, v_days)
-           as a(id, user_id, action, kind, local_day)
-    join public.message_queue m on m.id = a.id
-   where a.action = 'claim' and a.kind in ('capped', 'urgent') and m.unit_spent_at = v_now
+    from unnest(v_user_ids, v_actions, v_kinds, v_days) as a(user_id, action, kind, local_day)
+   where a.action = 'claim' and a.kind in ('capped', 'urgent')
    group by a.user_id, a.local_day
   on conflict (user_id, local_date) do update
      set units_used = b.units_used + excluded.units_used,
