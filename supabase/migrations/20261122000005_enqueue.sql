@@ -114,7 +114,7 @@ begin
 
   if p_supersede_key is not null then
     update public.message_queue
-       set status = 'superseded', status_reason = 'superseded by ' || v_id
+       set updated_at = now(), status = 'superseded', status_reason = 'superseded by ' || v_id
      where user_id = p_user_id
        and supersede_key = p_supersede_key
        and status = 'queued'

@@ -12,7 +12,7 @@ language sql security definer set search_path = '' as $$
      where id = any(p_ids) and unit_kind is not null
   ), cleared as (
     update public.message_queue m
-       set unit_kind = null, unit_spent_at = null, unit_local_date = null
+       set updated_at = now(), unit_kind = null, unit_spent_at = null, unit_local_date = null
       from spent s
      where m.id = s.id
   )
@@ -37,7 +37,7 @@ declare
 begin
   update public.users set sms_opted_out_at = coalesce(sms_opted_out_at, now()) where id = p_user_id;
   update public.message_queue
-     set status = 'cancelled', status_reason = p_reason, claim_token = null, locked_until = null
+     set updated_at = now(), status = 'cancelled', status_reason = p_reason, claim_token = null, locked_until = null
    where user_id = p_user_id and status = 'queued';
   get diagnostics v_cancelled = row_count;
   return v_cancelled;
@@ -72,6 +72,7 @@ declare
   v_days date[];
   v_defer_to timestamptz[];
   v_reasons text[];
+  v_messages jsonb;
   v_result jsonb;
 begin
   if p_limit is null or p_limit not between 1 and 1000 then
@@ -89,14 +90,14 @@ begin
      for update skip locked
   ), requeued as (
     update public.message_queue m
-       set status = 'queued', locked_until = null, claim_token = null, next_attempt_at = v_now,
+       set updated_at = now(), status = 'queued', locked_until = null, claim_token = null, next_attempt_at = v_now,
            status_reason = 'lease expired before sending; requeued'
       from lapsed l
      where m.id = l.id and l.send_started_at is null
     returning m.id
   ), unknown as (
     update public.message_queue m
-       set status = 'unknown', locked_until = null,
+       set updated_at = now(), status = 'unknown', locked_until = null,
            status_reason = 'the processor stopped after the send started; awaiting the Twilio status callback'
       from lapsed l
      where m.id = l.id and l.send_started_at is not null
@@ -236,20 +237,19 @@ begin
              else 'hourly limit reached'
            end as defer_reason
       from kinds k
-  ), claimable as materialized (
+  ), chosen as materialized (
     -- Whole users, in order, until the batch is full.
-    select d.*
+    select d.*, d.kind is not null and coalesce(t.before < p_limit, false) as claim
       from decided d
-      join (
+      left join (
         select user_id, sum(count(*)) over (order by min(sched), user_id) - count(*) as before
           from decided where kind is not null group by user_id
       ) t using (user_id)
-     where d.kind is not null and t.before < p_limit
   ), actions as (
     -- One decision per queued member.
     select mb.id, mb.user_id,
            case
-             when cl.unit_id is not null then 'claim'
+             when d.claim then 'claim'
              when c.opted_out then 'cancel'
              when n.in_flight then null
              when n.expired then 'expire'
@@ -258,7 +258,7 @@ begin
                case when mb.next_attempt_at <= v_now then 'wait' end
              when d.kind is null then 'defer'
            end as action,
-           cl.kind, cl.local_day, d.defer_to,
+           case when d.claim then d.kind end as kind, d.local_day, d.defer_to,
            -- A sequence spends its unit on its first member only.
            mb.unit_kind is null and coalesce(mb.sequence_position, 1) = 1 as spends,
            case
@@ -270,8 +270,7 @@ begin
       from members mb
       join units n on n.unit_id = mb.unit_id and n.user_id = mb.user_id
       join ctx c on c.user_id = mb.user_id
-      left join decided d on d.unit_id = mb.unit_id and d.user_id = mb.user_id
-      left join claimable cl on cl.unit_id = mb.unit_id and cl.user_id = mb.user_id
+      left join chosen d on d.unit_id = mb.unit_id and d.user_id = mb.user_id
      where mb.status = 'queued'
   )
   select coalesce(array_agg(id), '{}'), coalesce(array_agg(user_id), '{}'),
@@ -282,18 +281,32 @@ begin
     into v_ids, v_user_ids, v_actions, v_kinds, v_days, v_defer_to, v_reasons
     from actions where action is not null;
 
-  -- 5. Apply, row by primary key. The rows are locked (step 3), so they are still
-  -- queued; no status filter, which would tempt the planner onto a partial index.
-  update public.message_queue m
-     set status = 'sending', claim_token = v_token,
-         locked_until = v_now + make_interval(secs => p_lease_seconds),
-         status_reason = null,
-         unit_kind = case when a.kind in ('urgent', 'capped') then a.kind else m.unit_kind end,
-         unit_spent_at = case when a.kind in ('urgent', 'capped') then v_now else m.unit_spent_at end,
-         unit_local_date = case when a.kind in ('urgent', 'capped') then a.local_day
-                                else m.unit_local_date end
-    from unnest(v_ids, v_actions, v_kinds, v_days) as a(id, action, kind, local_day)
-   where a.action = 'claim' and m.id = a.id;
+  -- 5. Apply, row by primary key. The rows were locked when decided, so they are
+  -- still queued; no status filter, which would tempt the planner onto a partial
+  -- index.
+  with claimed as (
+    update public.message_queue m
+       set updated_at = now(), status = 'sending', claim_token = v_token,
+           locked_until = v_now + make_interval(secs => p_lease_seconds),
+           status_reason = null,
+           unit_kind = case when a.kind in ('urgent', 'capped') then a.kind else m.unit_kind end,
+           unit_spent_at = case when a.kind in ('urgent', 'capped') then v_now else m.unit_spent_at end,
+           unit_local_date = case when a.kind in ('urgent', 'capped') then a.local_day
+                                  else m.unit_local_date end
+      from unnest(v_ids, v_actions, v_kinds, v_days) as a(id, action, kind, local_day)
+     where a.action = 'claim' and m.id = a.id
+    returning m.*
+  )
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'id', c.id, 'user_id', c.user_id, 'to', u.phone_number, 'agent_id', c.agent_id,
+           'priority', c.priority, 'message_data', c.message_data, 'final_message', c.final_message,
+           'requires_fresh_context', c.requires_fresh_context, 'created_at', c.created_at,
+           'sequence_id', c.sequence_id, 'sequence_position', c.sequence_position,
+           'render_attempts', c.render_attempts, 'attempts', c.attempts
+         ) order by c.user_id, coalesce(c.sequence_id, c.id), c.sequence_position), '[]'::jsonb)
+    into v_messages
+    from claimed c
+    join public.users u on u.id = c.user_id;
 
   insert into public.user_message_budget as b (user_id, local_date, units_used, urgent_used)
   select a.user_id, a.local_day,
@@ -307,32 +320,21 @@ begin
          updated_at = now();
 
   update public.message_queue m
-     set next_attempt_at = case a.action when 'wait' then v_now + interval '1 minute' else a.defer_to end,
+     set updated_at = now(), next_attempt_at = case a.action when 'wait' then v_now + interval '1 minute' else a.defer_to end,
          status_reason = case a.action when 'wait' then 'waiting for the rest of the sequence'
                                        else a.reason end
     from unnest(v_ids, v_actions, v_defer_to, v_reasons) as a(id, action, defer_to, reason)
    where a.action in ('defer', 'wait') and m.id = a.id;
 
   update public.message_queue m
-     set status = case a.action when 'expire' then 'expired' else 'cancelled' end,
+     set updated_at = now(), status = case a.action when 'expire' then 'expired' else 'cancelled' end,
          status_reason = a.reason
     from unnest(v_ids, v_actions, v_reasons) as a(id, action, reason)
    where a.action in ('expire', 'cancel') and m.id = a.id;
 
   select jsonb_build_object(
     'claim_token', v_token,
-    'messages', coalesce((
-      select jsonb_agg(jsonb_build_object(
-        'id', c.id, 'user_id', c.user_id, 'to', u.phone_number, 'agent_id', c.agent_id,
-        'priority', c.priority, 'message_data', c.message_data, 'final_message', c.final_message,
-        'requires_fresh_context', c.requires_fresh_context, 'created_at', c.created_at,
-        'sequence_id', c.sequence_id, 'sequence_position', c.sequence_position,
-        'render_attempts', c.render_attempts, 'attempts', c.attempts
-      ) order by c.user_id, coalesce(c.sequence_id, c.id), c.sequence_position)
-        from public.message_queue c
-        join public.users u on u.id = c.user_id
-       where c.id = any(v_ids) and c.claim_token = v_token and c.status = 'sending'
-    ), '[]'::jsonb),
+    'messages', v_messages,
     'deferred', (select count(*) from unnest(v_actions) a where a in ('defer', 'wait')),
     'expired', (select count(*) from unnest(v_actions) a where a = 'expire'),
     'cancelled', (select count(*) from unnest(v_actions) a where a = 'cancel'),
@@ -353,7 +355,7 @@ language sql security definer set search_path = '' as $$
       from jsonb_array_elements(p_items) i
   ), started as (
     update public.message_queue m
-       set send_started_at = now(), attempts = m.attempts + 1, rendered_body = items.body
+       set updated_at = now(), send_started_at = now(), attempts = m.attempts + 1, rendered_body = items.body
       from items
      where m.id = items.id and m.claim_token = p_claim_token and m.status = 'sending'
        and m.locked_until > now() and m.send_started_at is null
@@ -391,7 +393,7 @@ begin
        for update of m
   ), updated as (
     update public.message_queue m
-       set status = case
+       set updated_at = now(), status = case
              when mine.outcome = 'sent' then case when m.status in ('sending', 'unknown') then 'sent' else m.status end
              when m.status <> 'sending' then m.status
              when mine.outcome in ('retry') and m.attempts >= v_max_attempts then 'failed'
@@ -474,7 +476,7 @@ begin
     raise exception 'unknown Twilio message status %', p_status using errcode = '22023';
   end if;
   update public.message_queue m
-     set status = case
+     set updated_at = now(), status = case
            -- A final state is never taken back by a late or reordered callback.
            when m.status in ('delivered', 'failed') then m.status
            when m.status in ('sending', 'unknown', 'sent') then v_mapped
@@ -548,7 +550,7 @@ begin
     update public.users set last_inbound_at = now() where id = v_user.id;
     -- The user is active now: what waits only for quiet hours may go.
     update public.message_queue
-       set next_attempt_at = now()
+       set updated_at = now(), next_attempt_at = now()
      where user_id = v_user.id and status = 'queued' and status_reason = 'deferred: quiet hours';
     if v_keyword in ('START', 'YES', 'UNSTOP') then
       update public.users set sms_opted_out_at = null where id = v_user.id;

@@ -138,7 +138,13 @@ stackTest("urgent ignores quiet hours and caps, but only five a day", async () =
     async () => (await catcher.messages(user.phone_number)).length === 5 || null,
   );
   const sixth = await statusOf(ids[5]);
-  assert.equal(sixth.status, "queued");
+  const rows = await sql()`
+    select final_message, status, status_reason, unit_kind, attempts, next_attempt_at, sent_at,
+           created_at, (select urgent_used from public.user_message_budget b
+                         where b.user_id = m.user_id) as urgent_used,
+           (select last_inbound_at from public.users u where u.id = m.user_id) as inbound
+      from public.message_queue m where user_id = ${user.id} order by created_at`;
+  assert.equal(sixth.status, "queued", JSON.stringify(rows, null, 1));
   assert.match(sixth.status_reason!, /^deferred: /);
 });
 

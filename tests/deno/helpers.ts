@@ -59,14 +59,34 @@ export function testPhone(): string {
   return `+1${area}55501${line}`;
 }
 
+/**
+ * Numbers no user holds and the SMS catcher has never seen: a deleted user's
+ * number would otherwise bring that user's caught texts into a new test.
+ */
+async function freshPhones(count: number): Promise<string[]> {
+  const catcher = Deno.env.get("TEST_CATCHER_URL");
+  const seen = new Set<string>();
+  if (catcher) {
+    const caught: { to: string }[] = await (await fetch(`${catcher}/__catcher/messages`)).json();
+    for (const m of caught) seen.add(m.to);
+  }
+  const phones = new Set<string>();
+  while (phones.size < count) {
+    const phone = testPhone();
+    if (!seen.has(phone)) phones.add(phone);
+  }
+  return [...phones];
+}
+
 export async function createUser(
   sql: Sql,
   fields: { timezone?: string } = {},
 ): Promise<{ id: string; phone_number: string }> {
   for (let attempt = 0; attempt < 20; attempt++) {
+    const [phone] = await freshPhones(1);
     const [row] = await sql<{ id: string; phone_number: string }[]>`
       insert into public.users (phone_number, timezone)
-      values (${testPhone()}, ${fields.timezone ?? "UTC"})
+      values (${phone}, ${fields.timezone ?? "UTC"})
       on conflict (phone_number) do nothing
       returning id, phone_number`;
     if (row) return row;
@@ -79,14 +99,12 @@ export async function createUsers(
   sql: Sql,
   count: number,
 ): Promise<{ id: string; phone_number: string }[]> {
-  const phones = new Set<string>();
-  while (phones.size < count) phones.add(testPhone());
   const users = await sql<{ id: string; phone_number: string }[]>`
     insert into public.users (phone_number)
-    select p from unnest(${[...phones]}::text[]) as p
+    select p from unnest(${await freshPhones(count)}::text[]) as p
     on conflict (phone_number) do nothing
     returning id, phone_number`;
-  // Numbers another test already holds are skipped; top up one at a time.
+  // Numbers another test took meanwhile are skipped; top up one at a time.
   while (users.length < count) users.push(await createUser(sql));
   return users;
 }
