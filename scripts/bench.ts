@@ -1,8 +1,6 @@
 // npm run bench: speed figures on a throw-away stack, printed as JSON. Not part
 // of npm test; nothing here asserts a threshold.
-import { FUNCTION_ENV_KEYS } from "./local/env.ts";
-import { freePort } from "./local/process.ts";
-import { repoRoot, startStack } from "./local/stack.ts";
+import { startThrowawayStack } from "./local/stack.ts";
 import type { Sql } from "../shared/db.ts";
 
 const USERS = 2_000;
@@ -11,22 +9,10 @@ const HISTORICAL = 1_000_000;
 const PROCESSORS = 4;
 
 const secret = `bench-secret-${crypto.randomUUID()}`;
-const dir = await Deno.makeTempDir({ prefix: "orchestrator-bench-" });
 const log: string[] = [];
 const progress = (line: string) => console.error(`bench: ${line}`);
 
-const stack = await startStack({
-  root: repoRoot(),
-  dir,
-  pgPort: freePort(),
-  apiPort: freePort(),
-  functionPort: () => freePort(),
-  durable: false,
-  secret,
-  functionEnv: Object.fromEntries(FUNCTION_ENV_KEYS.map((k) => [k, ""])),
-  fakes: { smsCatcherPort: 0, scriptedClaudePort: 0 },
-  log: (line) => log.push(line),
-});
+const stack = await startThrowawayStack({ name: "bench", secret, log: (line) => log.push(line) });
 const sql = stack.sql;
 const catcher = stack.fakes.smsCatcherUrl!;
 
@@ -185,5 +171,4 @@ try {
   ));
 } finally {
   await stack.stop();
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

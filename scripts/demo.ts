@@ -5,15 +5,13 @@
 // Uses Claude when ANTHROPIC_API_KEY is set, the scripted model otherwise.
 // Never real Twilio: a demo must not text anyone.
 import { DEV_SECRET, FUNCTION_ENV_KEYS, loadLocalEnv, pick } from "./local/env.ts";
-import { freePort } from "./local/process.ts";
-import { repoRoot, startStack } from "./local/stack.ts";
+import { repoRoot, startThrowawayStack } from "./local/stack.ts";
 import { maskPhone } from "../shared/log.ts";
 import { localParts, zonedToInstant } from "../shared/time/zoned.ts";
 
 const root = repoRoot();
 const env = await loadLocalEnv(root);
 const realClaude = Boolean(env.ANTHROPIC_API_KEY);
-const dir = await Deno.makeTempDir({ prefix: "orchestrator-demo-" });
 const say = (line = "") => console.log(line);
 const pad = (n: number) => String(n).padStart(2, "0");
 const localTime = (at: Date, tz: string) => {
@@ -42,17 +40,13 @@ function zoneAt(from: number, to: number): string {
   }) ?? "UTC";
 }
 
-const stack = await startStack({
-  root,
-  dir,
-  pgPort: freePort(),
-  apiPort: freePort(),
-  functionPort: () => freePort(),
-  durable: false,
+const stack = await startThrowawayStack({
+  name: "demo",
   secret: env.ORCHESTRATOR_SECRET || DEV_SECRET,
+  // Claude when a key is set; never Twilio: the catcher stands in.
   functionEnv: realClaude
     ? pick(env, FUNCTION_ENV_KEYS.filter((k) => !k.startsWith("TWILIO")))
-    : {},
+    : undefined,
   fakes: { smsCatcherPort: 0, scriptedClaudePort: realClaude ? undefined : 0 },
   log: () => {},
 });
@@ -245,5 +239,4 @@ try {
   );
 } finally {
   await stack.stop();
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

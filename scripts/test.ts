@@ -1,10 +1,9 @@
 // npm test: every check, against a throw-away stack that is never the
 // development one. Ends with one line `N passed, N failed`.
 import { join } from "node:path";
-import { FUNCTION_ENV_KEYS } from "./local/env.ts";
 import { TEST_PACKAGES } from "./local/packages.ts";
-import { freePort, pipeLines } from "./local/process.ts";
-import { repoRoot, type Stack, startStack } from "./local/stack.ts";
+import { pipeLines } from "./local/process.ts";
+import { repoRoot, type Stack, startThrowawayStack } from "./local/stack.ts";
 
 const root = repoRoot();
 const secret = `test-secret-${crypto.randomUUID()}`;
@@ -79,22 +78,13 @@ await check("deno fmt --check", deno, ["fmt", "--check"]);
 await check("deno lint", deno, ["lint"]);
 await check("deno check", deno, ["check", ...(await tsFiles())]);
 
-const dir = await Deno.makeTempDir({ prefix: "orchestrator-test-" });
 let stack: Stack | undefined;
 const stackLog: string[] = [];
 try {
-  stack = await startStack({
-    root,
-    dir,
-    pgPort: freePort(),
-    apiPort: freePort(),
-    functionPort: () => freePort(),
-    durable: false,
+  stack = await startThrowawayStack({
+    name: "test",
     secret,
-    // The suite never reaches real services, whatever the environment holds.
-    functionEnv: Object.fromEntries(FUNCTION_ENV_KEYS.map((k) => [k, ""])),
     extraPackages: TEST_PACKAGES,
-    fakes: { smsCatcherPort: 0, scriptedClaudePort: 0 },
     log: (line) => stackLog.push(line),
   });
   const testEnv = {
@@ -168,7 +158,6 @@ try {
   record("local stack", { passed: 0, failed: 1 });
 } finally {
   await stack?.stop();
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
 /** Zero security findings and zero errors of any kind; the rest is listed. */

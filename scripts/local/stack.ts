@@ -3,10 +3,12 @@
 import { join } from "node:path";
 import { connect, type Sql } from "../../shared/db.ts";
 import { applyBaseline, pushMigrations, seedVault } from "./database.ts";
+import { FUNCTION_ENV_KEYS } from "./env.ts";
 import { serveFunctions } from "./functions.ts";
 import { startNetDispatcher } from "./net_dispatcher.ts";
 import { startScriptedClaude } from "./scripted_claude.ts";
 import { startSmsCatcher } from "./sms_catcher.ts";
+import { freePort } from "./process.ts";
 import { type DebianPackage, ensurePackages, RUNTIME_PACKAGES } from "./packages.ts";
 import {
   type ClusterOptions,
@@ -119,3 +121,39 @@ export async function startStack(o: StackOptions): Promise<Stack> {
 }
 
 export const repoRoot = () => join(new URL(".", import.meta.url).pathname, "../..");
+
+/**
+ * A stack in a temporary folder on free ports, for the tests, the bench and the
+ * demo; it never touches the development stack, and stop() removes it. Unless
+ * told otherwise, the functions reach only the local stand-ins.
+ */
+export async function startThrowawayStack(o: {
+  name: string;
+  secret: string;
+  functionEnv?: Record<string, string>;
+  fakes?: StackOptions["fakes"];
+  extraPackages?: DebianPackage[];
+  log: (line: string) => void;
+}): Promise<Stack> {
+  const dir = await Deno.makeTempDir({ prefix: `orchestrator-${o.name}-` });
+  const removeDir = () => Deno.remove(dir, { recursive: true }).catch(() => {});
+  try {
+    const stack = await startStack({
+      root: repoRoot(),
+      dir,
+      pgPort: freePort(),
+      apiPort: freePort(),
+      functionPort: () => freePort(),
+      durable: false,
+      secret: o.secret,
+      functionEnv: o.functionEnv ?? Object.fromEntries(FUNCTION_ENV_KEYS.map((k) => [k, ""])),
+      extraPackages: o.extraPackages,
+      fakes: o.fakes ?? { smsCatcherPort: 0, scriptedClaudePort: 0 },
+      log: o.log,
+    });
+    return { ...stack, stop: () => stack.stop().finally(removeDir) };
+  } catch (err) {
+    await removeDir();
+    throw err;
+  }
+}

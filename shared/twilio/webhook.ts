@@ -1,7 +1,7 @@
 // Reading a Twilio webhook: a form body under the size limit whose
 // X-Twilio-Signature matches the public URL Twilio called. Anything else is
 // refused before it can change state.
-import { HttpError, readBodyText } from "../http.ts";
+import { HttpError, readBodyText, requireMethod } from "../http.ts";
 import { isValidTwilioSignature } from "./signature.ts";
 
 /** The URL Twilio signed: the function's public address plus the query it was given. */
@@ -13,8 +13,9 @@ export function publicUrl(functionsBaseUrl: string, req: Request): string {
 
 export async function readTwilioWebhook(
   req: Request,
-  opts: { authToken: string; url: string },
+  opts: { authToken: string; functionsUrl: string },
 ): Promise<Record<string, string>> {
+  requireMethod(req, "POST");
   const type = req.headers.get("content-type") ?? "";
   if (!type.toLowerCase().startsWith("application/x-www-form-urlencoded")) {
     throw new HttpError(
@@ -25,7 +26,8 @@ export async function readTwilioWebhook(
   }
   const params = new URLSearchParams(await readBodyText(req, 64 * 1024));
   const signature = req.headers.get("x-twilio-signature");
-  if (!(await isValidTwilioSignature(opts.authToken, opts.url, params, signature))) {
+  const url = publicUrl(opts.functionsUrl, req);
+  if (!(await isValidTwilioSignature(opts.authToken, url, params, signature))) {
     throw new HttpError(403, "invalid_signature", "X-Twilio-Signature does not match");
   }
   return Object.fromEntries(params);

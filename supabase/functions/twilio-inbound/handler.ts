@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { Sql } from "../../../shared/db.ts";
-import { handle, parseWith, requireMethod } from "../../../shared/http.ts";
-import { publicUrl, readTwilioWebhook } from "../../../shared/twilio/webhook.ts";
+import { handle, parseWith } from "../../../shared/http.ts";
+import { readTwilioWebhook } from "../../../shared/twilio/webhook.ts";
 import { twiml } from "./twiml.ts";
 
 const inboundSms = z.object({
@@ -23,11 +23,7 @@ export function createTwilioInboundHandler(deps: {
   functionsUrl: string;
 }) {
   return handle(async (req) => {
-    requireMethod(req, "POST");
-    const form = await readTwilioWebhook(req, {
-      authToken: deps.authToken,
-      url: publicUrl(deps.functionsUrl, req),
-    });
+    const form = await readTwilioWebhook(req, deps);
     const sms = parseWith(inboundSms, form);
     const [{ result }] = await deps.sql<{ result: { action: string } }[]>`
       select public.record_inbound_sms(${sms.From}, ${sms.To}, ${sms.Body}, ${sms.MessageSid})

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { Sql } from "../../../shared/db.ts";
-import { handle, json, parseWith, requireMethod } from "../../../shared/http.ts";
-import { publicUrl, readTwilioWebhook } from "../../../shared/twilio/webhook.ts";
+import { handle, json, parseWith } from "../../../shared/http.ts";
+import { readTwilioWebhook } from "../../../shared/twilio/webhook.ts";
 
 const statusCallback = z.object({
   message_id: z.uuid(),
@@ -28,11 +28,7 @@ export function createTwilioStatusHandler(deps: {
   functionsUrl: string;
 }) {
   return handle(async (req) => {
-    requireMethod(req, "POST");
-    const form = await readTwilioWebhook(req, {
-      authToken: deps.authToken,
-      url: publicUrl(deps.functionsUrl, req),
-    });
+    const form = await readTwilioWebhook(req, deps);
     const messageId = new URL(req.url).searchParams.get("message_id");
     const cb = parseWith(statusCallback, { ...form, message_id: messageId });
     const [{ result }] = await deps.sql<{ result: { found: boolean; status?: string } }[]>`
