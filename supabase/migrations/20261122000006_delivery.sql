@@ -163,15 +163,15 @@ begin
     -- so they stay as they are until this transaction decides.
     select m.id, m.user_id, coalesce(m.sequence_id, m.id) as unit_id, m.sequence_id,
            m.sequence_position, m.sequence_total, m.status, m.priority_rank, m.scheduled_for,
-           m.expires_at, m.next_attempt_at, m.unit_kind
+           m.created_at, m.expires_at, m.next_attempt_at, m.unit_kind
       from public.message_queue m
      where m.user_id = any(v_users) and m.status = 'queued' and m.next_attempt_at <= v_now
        for update of m
   ), siblings as materialized (
     -- The other members of their sequences, whatever their state.
     select m.id, m.user_id, m.sequence_id as unit_id, m.sequence_id, m.sequence_position,
-           m.sequence_total, m.status, m.priority_rank, m.scheduled_for, m.expires_at,
-           m.next_attempt_at, m.unit_kind
+           m.sequence_total, m.status, m.priority_rank, m.scheduled_for, m.created_at,
+           m.expires_at, m.next_attempt_at, m.unit_kind
       from public.message_queue m
      where m.sequence_id in (select sequence_id from due where sequence_id is not null)
        and m.id not in (select id from due)
@@ -184,6 +184,8 @@ begin
     select user_id, unit_id,
            min(priority_rank) as prank,
            min(scheduled_for) as sched,
+           -- Equal schedules go in the order they were queued.
+           min(created_at) as queued_at,
            bool_or(status = 'queued' and coalesce(expires_at <= v_now, false)) as expired,
            bool_or(status in ('cancelled', 'superseded', 'expired', 'failed')) as broken,
            bool_or(status in ('sending', 'unknown')) as in_flight,
@@ -199,7 +201,8 @@ begin
            c.daily_limit, c.hourly_limit, c.hour_used, c.oldest_spend,
            -- Urgent takes its own allowance of 5 a local day; past it, it waits like high.
            (n.prank = 0 and not n.paid and c.urgent_used + row_number() over (
-              partition by n.user_id, (n.prank = 0 and not n.paid) order by n.sched, n.unit_id
+              partition by n.user_id, (n.prank = 0 and not n.paid)
+              order by n.sched, n.queued_at, n.unit_id
             ) <= 5) as urgent_ok
       from units n join ctx c using (user_id)
      where not c.opted_out and not n.expired and not n.broken and not n.in_flight
@@ -208,7 +211,8 @@ begin
     select r.*,
            row_number() over (
              partition by r.user_id, (r.urgent_ok or r.paid)
-             order by case when r.prank = 0 then 1 else r.prank end, r.sched, r.unit_id
+             order by case when r.prank = 0 then 1 else r.prank end, r.sched, r.queued_at,
+                      r.unit_id
            ) as capped_rank
       from ready r
   ), kinds as (

@@ -129,8 +129,17 @@ stackTest("urgent ignores quiet hours and caps, but only five a day", async () =
     hourly_message_limit: 0,
   });
   const ids = [];
+  // Distinct schedules: "the sixth" is the sixth in line, not a tie broken at random.
+  const start = Date.now() - 60_000;
   for (let i = 1; i <= 6; i++) {
-    ids.push(await enqueue({ userId: user.id, priority: "urgent", text: `urgent ${i}` }));
+    ids.push(
+      await enqueue({
+        userId: user.id,
+        priority: "urgent",
+        text: `urgent ${i}`,
+        scheduledFor: new Date(start + i * 1000),
+      }),
+    );
   }
   await processQueue();
   await waitFor(
@@ -138,13 +147,7 @@ stackTest("urgent ignores quiet hours and caps, but only five a day", async () =
     async () => (await catcher.messages(user.phone_number)).length === 5 || null,
   );
   const sixth = await statusOf(ids[5]);
-  const rows = await sql()`
-    select final_message, status, status_reason, unit_kind, attempts, next_attempt_at, sent_at,
-           created_at, (select urgent_used from public.user_message_budget b
-                         where b.user_id = m.user_id) as urgent_used,
-           (select last_inbound_at from public.users u where u.id = m.user_id) as inbound
-      from public.message_queue m where user_id = ${user.id} order by created_at`;
-  assert.equal(sixth.status, "queued", JSON.stringify(rows, null, 1));
+  assert.equal(sixth.status, "queued");
   assert.match(sixth.status_reason!, /^deferred: /);
 });
 
