@@ -7,8 +7,8 @@ import fc from "fast-check";
 import { localParts, zonedToInstant } from "../../shared/time/zoned.ts";
 import { createUsers, db, stackTest } from "./helpers.ts";
 import { withoutCron } from "./delivery_helpers.ts";
+import { intlOffset, transitions, ZONES } from "./dst_oracle.ts";
 
-const ZONES = Intl.supportedValuesOf("timeZone");
 const DST_ZONES = [
   "America/New_York",
   "Europe/Chisinau",
@@ -21,35 +21,9 @@ const DST_ZONES = [
 ];
 const zone = fc.oneof(fc.constantFrom(...ZONES), fc.constantFrom(...DST_ZONES));
 
-/** The zone's UTC offset at an instant, in ms. */
-function offsetMs(t: number, tz: string): number {
-  const p = localParts(new Date(t), tz);
-  return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) -
-    Math.floor(t / 1000) * 1000;
-}
-
-/** Instants where a zone's offset changes in 2026, found by bisection on Intl. */
-function transitions(tz: string): Date[] {
-  const offset = (t: number) => offsetMs(t, tz);
-  const found: Date[] = [];
-  const start = Date.UTC(2026, 0, 1);
-  const day = 86_400_000;
-  for (let t = start; t < start + 366 * day; t += day) {
-    if (offset(t) === offset(t + day)) continue;
-    let [lo, hi] = [t, t + day];
-    while (hi - lo > 1000) {
-      const mid = Math.floor((lo + hi) / 2);
-      if (offset(mid) === offset(lo)) lo = mid;
-      else hi = mid;
-    }
-    found.push(new Date(hi));
-  }
-  return found;
-}
-
 /** An instant in 2026, often within hours of one of the zone's DST transitions. */
 const instantIn = (tz: string) => {
-  const near = transitions(tz);
+  const near = transitions(tz, 2026).map((tr) => new Date(tr.at));
   const anywhere = fc.integer({ min: Date.UTC(2026, 0, 1), max: Date.UTC(2026, 11, 31) });
   if (!near.length) return anywhere.map((t) => new Date(t));
   return fc.oneof(
@@ -89,7 +63,7 @@ function expectedQuietEnd(at: Date, tz: string, start: number, end: number): Dat
   if (first > at) return first;
   // Inside the repeated hour of a fall-back: the end's second occurrence.
   const t = first.getTime();
-  return new Date(t + offsetMs(t, tz) - offsetMs(t + 86_400_000, tz));
+  return new Date(t + intlOffset(t, tz) - intlOffset(t + 86_400_000, tz));
 }
 
 stackTest(

@@ -17,10 +17,8 @@ import {
   weekdayOf,
   zonedToInstant,
 } from "../../../shared/time/zoned.ts";
+import { DAY, DST_ZONES, SECOND, transitions, ZONES } from "../dst_oracle.ts";
 
-const SECOND = 1000;
-const DAY = 86_400_000;
-const ZONES = Intl.supportedValuesOf("timeZone");
 const WEEKDAYS = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=8;BYMINUTE=30";
 
 const at = (s: string) => new Date(s);
@@ -264,54 +262,6 @@ Deno.test("UNTIL is inclusive, as an instant, a local date or a local date-time"
 
 // --- properties ---
 
-const intlOffsetFormats = new Map<string, Intl.DateTimeFormat>();
-function intlOffset(t: number, tz: string): number {
-  let f = intlOffsetFormats.get(tz);
-  if (!f) {
-    f = new Intl.DateTimeFormat("en-US", { timeZone: tz, timeZoneName: "longOffset" });
-    intlOffsetFormats.set(tz, f);
-  }
-  const name = f.formatToParts(t).find((p) => p.type === "timeZoneName")!.value;
-  const m = /^GMT(?:([+-])(\d\d):(\d\d))?$/.exec(name);
-  assert.ok(m, `unexpected offset ${name}`);
-  const ms = m[1] ? (Number(m[2]) * 60 + Number(m[3])) * 60 * SECOND : 0;
-  return m[1] === "-" ? -ms : ms;
-}
-
-type Transition = { at: number; before: number; after: number };
-// Offset changes in `year` (daily sampling, then bisection to the second), each at least three
-// days from any other.
-const transitionCache = new Map<string, Transition[]>();
-function transitions(tz: string, year: number): Transition[] {
-  const key = `${tz} ${year}`;
-  const cached = transitionCache.get(key);
-  if (cached) return cached;
-  const found: Transition[] = [];
-  let next = intlOffset(Date.UTC(year, 0, 1), tz);
-  for (let t = Date.UTC(year, 0, 1); t < Date.UTC(year + 1, 0, 1); t += DAY) {
-    const before = next;
-    next = intlOffset(t + DAY, tz);
-    if (before === next) continue;
-    let lo = t;
-    let hi = t + DAY;
-    while (hi - lo > SECOND) {
-      const mid = lo + Math.floor((hi - lo) / 2 / SECOND) * SECOND;
-      if (intlOffset(mid, tz) === before) lo = mid;
-      else hi = mid;
-    }
-    found.push({ at: hi, before, after: intlOffset(hi, tz) });
-  }
-  const isolated = found.filter((tr) =>
-    intlOffset(tr.at - 3 * DAY, tz) === tr.before && intlOffset(tr.at + 3 * DAY, tz) === tr.after &&
-    found.every((other) => other === tr || Math.abs(other.at - tr.at) > 3 * DAY)
-  );
-  transitionCache.set(key, isolated);
-  return isolated;
-}
-
-const DST_ZONES = ZONES.filter((tz) =>
-  intlOffset(Date.UTC(2026, 0, 15), tz) !== intlOffset(Date.UTC(2026, 6, 15), tz)
-);
 const anyZone = fc.oneof(
   fc.constantFrom("Europe/Chisinau", "America/New_York"),
   fc.constantFrom(...DST_ZONES),

@@ -11,59 +11,15 @@ import {
   weekdayOf,
   zonedToInstant,
 } from "../../../shared/time/zoned.ts";
-
-const SECOND = 1000;
-const DAY = 86_400_000;
-const ZONES = Intl.supportedValuesOf("timeZone");
-
-// An oracle independent of the code under test: the offset as Intl prints it ("GMT+05:30").
-const offsetFormats = new Map<string, Intl.DateTimeFormat>();
-function intlOffset(t: number, tz: string): number {
-  let f = offsetFormats.get(tz);
-  if (!f) {
-    f = new Intl.DateTimeFormat("en-US", { timeZone: tz, timeZoneName: "longOffset" });
-    offsetFormats.set(tz, f);
-  }
-  const name = f.formatToParts(t).find((p) => p.type === "timeZoneName")!.value;
-  const m = /^GMT(?:([+-])(\d\d):(\d\d)(?::(\d\d))?)?$/.exec(name);
-  assert.ok(m, `unexpected offset ${name}`);
-  if (!m[1]) return 0;
-  const ms = ((Number(m[2]) * 60 + Number(m[3])) * 60 + Number(m[4] ?? 0)) * SECOND;
-  return m[1] === "-" ? -ms : ms;
-}
-
-type Transition = { at: number; before: number; after: number };
-
-// Offset changes in `year`, found by daily sampling and bisection to the second; only those with
-// no other change within three days, so that the local-time oracle below applies.
-const transitionCache = new Map<string, Transition[]>();
-function transitions(tz: string, year: number): Transition[] {
-  const key = `${tz} ${year}`;
-  const cached = transitionCache.get(key);
-  if (cached) return cached;
-  const found: Transition[] = [];
-  const end = Date.UTC(year + 1, 0, 1);
-  let after = intlOffset(Date.UTC(year, 0, 1), tz);
-  for (let t = Date.UTC(year, 0, 1); t < end; t += DAY) {
-    const before = after;
-    after = intlOffset(t + DAY, tz);
-    if (before === after) continue;
-    let lo = t;
-    let hi = t + DAY;
-    while (hi - lo > SECOND) {
-      const mid = lo + Math.floor((hi - lo) / 2 / SECOND) * SECOND;
-      if (intlOffset(mid, tz) === before) lo = mid;
-      else hi = mid;
-    }
-    found.push({ at: hi, before, after: intlOffset(hi, tz) });
-  }
-  const isolated = found.filter((tr) =>
-    intlOffset(tr.at - 3 * DAY, tz) === tr.before && intlOffset(tr.at + 3 * DAY, tz) === tr.after &&
-    found.every((other) => other === tr || Math.abs(other.at - tr.at) > 3 * DAY)
-  );
-  transitionCache.set(key, isolated);
-  return isolated;
-}
+import {
+  DAY,
+  DST_ZONES,
+  intlOffset,
+  SECOND,
+  type Transition,
+  transitions,
+  ZONES,
+} from "../dst_oracle.ts";
 
 // What the spec says a wall-clock reading (as UTC ms) near an isolated transition resolves to.
 function expectedInstant(wall: number, tr: Transition): number {
@@ -226,9 +182,6 @@ Deno.test("calendar helpers", () => {
 });
 
 // Zones that observe DST in 2026 are where the interesting cases are; weight them up.
-const DST_ZONES = ZONES.filter((tz) =>
-  intlOffset(Date.UTC(2026, 0, 15), tz) !== intlOffset(Date.UTC(2026, 6, 15), tz)
-);
 const zone = fc.oneof(
   { arbitrary: fc.constantFrom(...DST_ZONES), weight: 4 },
   { arbitrary: fc.constantFrom(...ZONES), weight: 1 },
