@@ -21,6 +21,7 @@ if (!env.ORCHESTRATOR_SECRET) {
 
 const useRealTwilio = Boolean(env.TWILIO_ACCOUNT_SID && env.TWILIO_AUTH_TOKEN);
 const useRealClaude = Boolean(env.ANTHROPIC_API_KEY || env.ANTHROPIC_BASE_URL);
+const useRealVoice = Boolean(env.VOICE_DISPATCH_URL);
 
 const starting = startStack({
   root,
@@ -34,6 +35,7 @@ const starting = startStack({
   fakes: {
     smsCatcherPort: useRealTwilio ? undefined : 54330,
     scriptedClaudePort: useRealClaude ? undefined : 54331,
+    voiceCatcherPort: useRealVoice ? undefined : 54332,
   },
   log,
 });
@@ -62,6 +64,11 @@ Ready in ${seconds}s${stack.createdCluster ? " (new database)" : " (existing dat
   stack.fakes.scriptedClaudeUrl
     ? `SCRIPTED MODEL at ${stack.fakes.scriptedClaudeUrl}, not Claude (set ANTHROPIC_API_KEY)`
     : "Anthropic API (ANTHROPIC_API_KEY is set)"
+}
+  Voice system            ${
+  stack.fakes.voiceCatcherUrl
+    ? `local stand-in at ${stack.fakes.voiceCatcherUrl} (GET /__voice/calls)`
+    : "VOICE_DISPATCH_URL"
 }
 Ctrl-C stops everything; npm run reset wipes the data.`);
 

@@ -8,6 +8,7 @@ import { serveFunctions } from "./functions.ts";
 import { startNetDispatcher } from "./net_dispatcher.ts";
 import { startScriptedClaude } from "./scripted_claude.ts";
 import { startSmsCatcher } from "./sms_catcher.ts";
+import { startVoiceCatcher } from "./voice_catcher.ts";
 import { freePort } from "./process.ts";
 import { type DebianPackage, ensurePackages, RUNTIME_PACKAGES } from "./packages.ts";
 import {
@@ -30,7 +31,7 @@ export interface StackOptions {
   functionEnv: Record<string, string>;
   extraPackages?: DebianPackage[];
   /** Local stand-ins for Twilio and Claude, on these ports (0 = any free one). */
-  fakes: { smsCatcherPort?: number; scriptedClaudePort?: number };
+  fakes: { smsCatcherPort?: number; scriptedClaudePort?: number; voiceCatcherPort?: number };
   log: (line: string) => void;
 }
 
@@ -38,6 +39,7 @@ export interface StackOptions {
 export interface Fakes {
   smsCatcherUrl?: string;
   scriptedClaudeUrl?: string;
+  voiceCatcherUrl?: string;
 }
 
 export interface Stack {
@@ -93,6 +95,18 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       cleanups.push(() => claude.stop());
       fakes.scriptedClaudeUrl = claude.url;
       Object.assign(fakeEnv, { ANTHROPIC_API_KEY: "", ANTHROPIC_BASE_URL: claude.url });
+    }
+    if (o.fakes.voiceCatcherPort !== undefined) {
+      const voice = startVoiceCatcher({
+        port: o.fakes.voiceCatcherPort,
+        secret: `local-voice-${crypto.randomUUID()}`,
+      });
+      cleanups.push(() => voice.stop());
+      fakes.voiceCatcherUrl = voice.url;
+      Object.assign(fakeEnv, {
+        VOICE_DISPATCH_URL: `${voice.url}/calls`,
+        VOICE_DISPATCH_SECRET: voice.secret,
+      });
     }
     const functions = await serveFunctions({
       root: o.root,

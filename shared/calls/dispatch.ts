@@ -15,7 +15,11 @@ const CALL_BACKOFF: BackoffPolicy = { baseMs: 60_000, capMs: 600_000 };
 const ERROR_BODY_CHARS = 200;
 
 const voiceEnv = z.object({
-  VOICE_DISPATCH_URL: z.httpUrl("VOICE_DISPATCH_URL must be an http(s) URL"),
+  // z.url, not z.httpUrl: the latter wants a domain name and refuses 127.0.0.1.
+  VOICE_DISPATCH_URL: z.url({
+    protocol: /^https?$/,
+    error: "VOICE_DISPATCH_URL must be an http(s) URL",
+  }),
   VOICE_DISPATCH_SECRET: z.string({
     error: "VOICE_DISPATCH_SECRET is required when VOICE_DISPATCH_URL is set",
   }).min(16, "VOICE_DISPATCH_SECRET must be at least 16 characters"),
