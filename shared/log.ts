@@ -17,11 +17,3 @@ export function logInfo(
 ): void {
   console.log(maskPhone(JSON.stringify({ level: "info", scope, message, ...fields })));
 }
-
-export function logError(
-  scope: string,
-  message: string,
-  fields: Record<string, unknown> = {},
-): void {
-  console.error(maskPhone(JSON.stringify({ level: "error", scope, message, ...fields })));
-}

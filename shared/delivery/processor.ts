@@ -6,6 +6,7 @@ import type { Sql } from "../db.ts";
 import { mapLimit } from "../concurrency.ts";
 import type { SendOutcome } from "../twilio/client.ts";
 import type { ClaudeLog, Complete } from "../claude/complete.ts";
+import { writeClaudeLogs } from "../claude/actions_log.ts";
 import { backoffMs, RENDER_BACKOFF, SEND_BACKOFF } from "./backoff.ts";
 import {
   acceptRendered,
@@ -330,31 +331,6 @@ function toResult(deps: DeliveryDeps, m: Claimed, outcome: SendOutcome): Result 
       deps.log("send outcome unknown", { message_id: m.id, error: outcome.message });
       return { id: m.id, outcome: "unknown", error: `send outcome unknown: ${outcome.message}` };
   }
-}
-
-export async function writeClaudeLogs(sql: Sql, logs: ClaudeLog[]): Promise<void> {
-  const rows = logs.map((l) => ({
-    user_id: l.userId ?? null,
-    agent_id: l.agentId,
-    action: l.action,
-    model: l.model,
-    input_tokens: l.usage.inputTokens,
-    output_tokens: l.usage.outputTokens,
-    cache_read_tokens: l.usage.cacheReadTokens,
-    cache_write_tokens: l.usage.cacheWriteTokens,
-    cost_usd: l.costUsd,
-    duration_ms: l.durationMs,
-    details: l.details ?? {},
-  }));
-  await sql`
-    insert into public.agent_actions_log (user_id, agent_id, action, model, input_tokens,
-      output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, duration_ms, details)
-    select user_id, agent_id, action, model, input_tokens, output_tokens, cache_read_tokens,
-           cache_write_tokens, cost_usd, duration_ms, details
-      from jsonb_to_recordset(${JSON.stringify(rows)}::text::jsonb) as x(
-        user_id uuid, agent_id text, action text, model text, input_tokens int, output_tokens int,
-        cache_read_tokens int, cache_write_tokens int, cost_usd numeric, duration_ms int,
-        details jsonb)`;
 }
 
 function errorMessage(err: unknown): string {

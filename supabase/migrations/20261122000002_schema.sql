@@ -62,6 +62,9 @@ create table public.scheduled_calls (
   recurrence_of uuid references public.scheduled_calls (id) on delete set null,
   attempts integer not null default 0,
   next_attempt_at timestamptz not null,
+  -- While claimed a call stays 'pending' and next_attempt_at is the end of the
+  -- lease, so a lapsed lease makes it due again with no sweep.
+  claim_token uuid,
   locked_until timestamptz,
   last_error text,
   cancel_reason text,
@@ -115,7 +118,10 @@ create table public.analysis_jobs (
   attempts integer not null default 0,
   max_attempts integer not null default 5,
   next_attempt_at timestamptz not null default now(),
+  claim_token uuid,
   locked_until timestamptz,
+  -- How often the job was sent to the function (the webhook counts).
+  dispatches integer not null default 0,
   last_request_id bigint,
   last_error text,
   finished_at timestamptz,

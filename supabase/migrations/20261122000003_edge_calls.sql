@@ -33,7 +33,9 @@ end
 $$;
 
 -- A new interaction gets a durable analysis job, then the Database Webhook
--- payload goes to analyze-interaction after commit.
+-- payload goes to analyze-interaction after commit. A blank transcript has
+-- nothing to learn from: it is skipped, with no job and no webhook. The job's
+-- first re-dispatch waits two minutes, since this webhook is its first dispatch.
 create or replace function public.on_interaction_inserted() returns trigger
 language plpgsql security definer set search_path = '' as $$
 declare
@@ -42,8 +44,12 @@ begin
   if new.analysis_status <> 'pending' then
     return null;
   end if;
-  insert into public.analysis_jobs (interaction_id, user_id)
-  values (new.id, new.user_id)
+  if new.transcript ~ '^[[:space:]]*$' then
+    update public.interactions set analysis_status = 'skipped' where id = new.id;
+    return null;
+  end if;
+  insert into public.analysis_jobs (interaction_id, user_id, next_attempt_at)
+  values (new.id, new.user_id, now() + interval '2 minutes')
   on conflict (interaction_id) do nothing;
 
   v_request_id := public.invoke_edge_function(
@@ -57,7 +63,12 @@ begin
     ),
     120000
   );
-  update public.analysis_jobs set last_request_id = v_request_id where interaction_id = new.id;
+  -- Without the Vault secrets nothing was sent: the per-minute run sends it.
+  update public.analysis_jobs
+     set last_request_id = v_request_id,
+         dispatches = case when v_request_id is null then 0 else 1 end,
+         next_attempt_at = case when v_request_id is null then now() else next_attempt_at end
+   where interaction_id = new.id;
   return null;
 end
 $$;

@@ -4,12 +4,6 @@
 -- interaction. Validation errors raise SQLSTATE 22023 (invalid value) or P0002
 -- (unknown user or call) and change nothing.
 
--- The claim: a token per claiming transaction. While a call is claimed it
--- stays 'pending' and its next_attempt_at is the end of the lease, so a lapsed
--- lease makes it due again with no sweep, and scheduled_calls_due_idx alone
--- serves the due query.
-alter table public.scheduled_calls add column claim_token uuid;
-
 -- Agents' RPCs ------------------------------------------------------------------
 create or replace function public.schedule_call(
   p_user_id uuid,

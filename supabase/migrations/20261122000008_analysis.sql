@@ -4,11 +4,6 @@
 -- agent never names a user: every tool RPC takes the claim (token and
 -- interaction) and acts for the user of the claimed interaction only.
 
--- The claim of a run, and how often the job was sent to the function.
-alter table public.analysis_jobs
-  add column claim_token uuid,
-  add column dispatches integer not null default 0;
-
 -- Every effect a tool had, by idempotency key, so a retried run that makes the
 -- same call gets the first result back instead of a second effect.
 create table public.analysis_tool_effects (
@@ -41,47 +36,6 @@ begin
     v := left(v, length(v) - greatest(1, (octet_length(v) - p_max) / 4));
   end loop;
   return v;
-end
-$$;
-
--- The trigger -------------------------------------------------------------------
--- As in 0003, plus: a blank transcript has nothing to learn from, so it is
--- skipped with no job and no webhook; and the job's first re-dispatch waits two
--- minutes, since the webhook sent here is its first dispatch.
-create or replace function public.on_interaction_inserted() returns trigger
-language plpgsql security definer set search_path = '' as $$
-declare
-  v_request_id bigint;
-begin
-  if new.analysis_status <> 'pending' then
-    return null;
-  end if;
-  if new.transcript ~ '^[[:space:]]*$' then
-    update public.interactions set analysis_status = 'skipped' where id = new.id;
-    return null;
-  end if;
-  insert into public.analysis_jobs (interaction_id, user_id, next_attempt_at)
-  values (new.id, new.user_id, now() + interval '2 minutes')
-  on conflict (interaction_id) do nothing;
-
-  v_request_id := public.invoke_edge_function(
-    'analyze-interaction',
-    jsonb_build_object(
-      'type', 'INSERT',
-      'table', tg_table_name,
-      'schema', tg_table_schema,
-      'record', to_jsonb(new),
-      'old_record', null
-    ),
-    120000
-  );
-  -- Without the Vault secrets nothing was sent: the per-minute run sends it.
-  update public.analysis_jobs
-     set last_request_id = v_request_id,
-         dispatches = case when v_request_id is null then 0 else 1 end,
-         next_attempt_at = case when v_request_id is null then now() else next_attempt_at end
-   where interaction_id = new.id;
-  return null;
 end
 $$;
 
@@ -687,7 +641,6 @@ declare
 begin
   foreach f in array array[
     'public.analysis_truncate_bytes(text, integer)',
-    'public.on_interaction_inserted()',
     'public.claim_analysis(uuid, integer)',
     'public.analysis_give_up(uuid[])',
     'public.analysis_held_job(uuid, uuid)',
@@ -705,9 +658,7 @@ begin
     'public.update_commitment(uuid, uuid, uuid, text, timestamptz, text, text)'
   ] loop
     execute format('revoke execute on function %s from public, anon, authenticated', f);
-    if f <> 'public.on_interaction_inserted()' then
-      execute format('grant execute on function %s to service_role', f);
-    end if;
+    execute format('grant execute on function %s to service_role', f);
   end loop;
 end
 $$;

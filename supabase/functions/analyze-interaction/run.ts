@@ -19,7 +19,7 @@ import {
 } from "../../../shared/analysis/jobs.ts";
 import { writeInsights } from "../../../shared/analysis/memory.ts";
 import type { Sql } from "../../../shared/db.ts";
-import { writeClaudeLogs } from "../../../shared/delivery/processor.ts";
+import { writeClaudeLogs } from "../../../shared/claude/actions_log.ts";
 
 export interface AnalyzeDeps {
   sql: Sql;
