@@ -73,10 +73,18 @@ async function* walk(dir: string): AsyncGenerator<string> {
   }
 }
 
+// `npm test -- <files>` runs only those Deno (.ts) and pgTAP (.sql) files on a
+// throw-away stack, for a quick loop while working; no arguments run everything.
+const only = Deno.args;
+const onlyDeno = only.filter((f) => f.endsWith(".ts"));
+const onlySql = only.filter((f) => f.endsWith(".sql"));
+
 // Static checks first: they need no database.
-await check("deno fmt --check", deno, ["fmt", "--check"]);
-await check("deno lint", deno, ["lint"]);
-await check("deno check", deno, ["check", ...(await tsFiles())]);
+if (only.length === 0) {
+  await check("deno fmt --check", deno, ["fmt", "--check"]);
+  await check("deno lint", deno, ["lint"]);
+  await check("deno check", deno, ["check", ...(await tsFiles())]);
+}
 
 let stack: Stack | undefined;
 const stackLog: string[] = [];
@@ -95,7 +103,14 @@ try {
     TEST_CLAUDE_URL: stack.fakes.scriptedClaudeUrl!,
   };
 
-  const denoTests = await step("deno test", deno, ["test", "-A", "tests/"], testEnv);
+  const denoTests = only.length && !onlyDeno.length
+    ? { code: 0, output: "0 passed | 0 failed" }
+    : await step(
+      "deno test",
+      deno,
+      ["test", "-A", ...(only.length ? onlyDeno : ["tests/"])],
+      testEnv,
+    );
   const denoSummary = /(\d+) passed.*?\| (\d+) failed/.exec(denoTests.output);
   record(
     "deno test",
@@ -104,33 +119,47 @@ try {
       : { passed: 0, failed: 1 },
   );
 
-  const sqlFiles: string[] = [];
-  for await (const f of Deno.readDir(join(root, "tests/sql"))) {
-    if (f.name.endsWith(".sql")) sqlFiles.push(join("tests/sql", f.name));
+  const sqlFiles: string[] = [...onlySql];
+  if (only.length === 0) {
+    for await (const f of Deno.readDir(join(root, "tests/sql"))) {
+      if (f.name.endsWith(".sql")) sqlFiles.push(join("tests/sql", f.name));
+    }
   }
   const url = new URL(stack.dbUrl);
-  const prove = await step("pg_prove", "pg_prove", [
-    "--host",
-    url.hostname,
-    "--port",
-    url.port,
-    "--username",
-    "postgres",
-    "--dbname",
-    "postgres",
-    ...sqlFiles.sort(),
-  ], { PGPASSWORD: "postgres" });
+  const prove = sqlFiles.length === 0
+    ? { code: 0, output: "Tests=0" }
+    : await step("pg_prove", "pg_prove", [
+      "--host",
+      url.hostname,
+      "--port",
+      url.port,
+      "--username",
+      "postgres",
+      "--dbname",
+      "postgres",
+      ...sqlFiles.sort(),
+    ], { PGPASSWORD: "postgres" });
   const planned = Number(/Tests=(\d+)/.exec(prove.output)?.[1] ?? 0);
   const provedFailed = [...prove.output.matchAll(/Failed (\d+)\/\d+ subtests/g)]
     .reduce((n, m) => n + Number(m[1]), 0);
   const proveFailed = prove.code === 0 ? 0 : Math.max(provedFailed, 1);
   record("pg_prove", { passed: Math.max(planned - proveFailed, 0), failed: proveFailed });
 
+  if (only.length === 0) await checkDatabase(stack.dbUrl);
+} catch (err) {
+  console.error(err instanceof Error ? err.message : String(err));
+  record("local stack", { passed: 0, failed: 1 });
+} finally {
+  await stack?.stop();
+}
+
+/** supabase db lint and supabase db advisors against the test database. */
+async function checkDatabase(dbUrl: string): Promise<void> {
   const dbEnv = { PGSSLMODE: "disable", DO_NOT_TRACK: "1" };
   await check("supabase db lint", supabase, [
     "db",
     "lint",
-    `--remote=${stack.dbUrl}`,
+    `--remote=${dbUrl}`,
     "--level",
     "warning",
     "--fail-on",
@@ -143,7 +172,7 @@ try {
     [
       "db",
       "advisors",
-      `--remote=${stack.dbUrl}`,
+      `--remote=${dbUrl}`,
       "--level",
       "info",
       "--output-format",
@@ -153,11 +182,6 @@ try {
     false,
   );
   record("supabase db advisors", judgeAdvisors(advisors.code, advisors.output));
-} catch (err) {
-  console.error(err instanceof Error ? err.message : String(err));
-  record("local stack", { passed: 0, failed: 1 });
-} finally {
-  await stack?.stop();
 }
 
 /** Zero security findings and zero errors of any kind; the rest is listed. */

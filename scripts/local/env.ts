@@ -20,6 +20,28 @@ export const FUNCTION_ENV_KEYS = [
   "VOICE_DISPATCH_SECRET",
 ];
 
+/**
+ * What a Deno child process needs to fetch packages on this machine: its cache
+ * folder, the proxy settings, and the system's CA store. Deno trusts only its
+ * own root store unless told otherwise, which fails behind a TLS-inspecting
+ * proxy whose CA only the system store holds.
+ */
+export function denoNetworkEnv(env: Record<string, string> = Deno.env.toObject()) {
+  const passed = [
+    "DENO_DIR",
+    "DENO_CERT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+  ];
+  return { ...pick(env, passed), DENO_TLS_CA_STORE: env.DENO_TLS_CA_STORE || "system" };
+}
+
 export function parseDotenv(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const raw of text.split("\n")) {

@@ -2,7 +2,8 @@
 // deno.json, one process each, behind a gateway at /functions/v1/<name> like
 // the Supabase CLI's.
 import { join } from "node:path";
-import { exists, pipeLines } from "./process.ts";
+import { denoNetworkEnv } from "./env.ts";
+import { exists, pipeLines, runOrThrow } from "./process.ts";
 
 export interface FunctionsServer {
   names: string[];
@@ -29,12 +30,38 @@ export async function listFunctions(root: string): Promise<string[]> {
   return names.sort();
 }
 
+/**
+ * Fetches every function's packages, one function at a time, from its own
+ * deno.json and lock file, before any is served: a fresh machine has an empty
+ * Deno cache, and the functions would otherwise all race to fill it.
+ */
+export async function cacheFunctionPackages(
+  root: string,
+  names: string[],
+  log: (line: string) => void,
+): Promise<void> {
+  for (const name of names) {
+    const dir = join(root, "supabase/functions", name);
+    log(`fetching the packages of ${name}`);
+    await runOrThrow(Deno.execPath(), [
+      "install",
+      "--quiet",
+      "--frozen",
+      "--config",
+      join(dir, "deno.json"),
+      "--entrypoint",
+      join(dir, "index.ts"),
+    ], { cwd: root, env: { ...Deno.env.toObject(), ...denoNetworkEnv() } });
+  }
+}
+
 function spawnFunction(o: FunctionsOptions, name: string, port: number) {
   const dir = join(o.root, "supabase/functions", name);
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--quiet",
+      "--frozen",
       "--config",
       join(dir, "deno.json"),
       "--allow-net",
@@ -46,7 +73,7 @@ function spawnFunction(o: FunctionsOptions, name: string, port: number) {
     cwd: o.root,
     // Only what the stack passes: a function never sees this process's secrets.
     clearEnv: true,
-    env: { ...o.env, DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${port}` },
+    env: { ...o.env, ...denoNetworkEnv(), DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${port}` },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -77,6 +104,7 @@ function spawnFunction(o: FunctionsOptions, name: string, port: number) {
 
 export async function serveFunctions(o: FunctionsOptions): Promise<FunctionsServer> {
   const names = await listFunctions(o.root);
+  await cacheFunctionPackages(o.root, names, o.log);
   const ports = new Map(names.map((name, i) => [name, o.functionPort(i)]));
   const children = names.map((name) => spawnFunction(o, name, ports.get(name)!));
 

@@ -22,8 +22,14 @@ Deno.test("each function's deno.json pins the same versions as the root", async 
   const rootImports: Record<string, string> = (await readJson("deno.json")).imports;
   const pkg = await readJson("package.json");
   const npmVersions = { ...pkg.dependencies, ...pkg.devDependencies };
-  for (const [name, spec] of Object.entries(rootImports)) {
-    assert.equal(spec, `npm:${name}@${npmVersions[name]}`, `${name} in deno.json vs package.json`);
+  for (const [key, spec] of Object.entries(rootImports)) {
+    // "pkg/" maps a package's subpaths: "npm:/pkg@version/".
+    const name = key.replace(/\/$/, "");
+    const expected = key.endsWith("/")
+      ? `npm:/${name}@${npmVersions[name]}/`
+      : `npm:${name}@${npmVersions[name]}`;
+    assert.ok(npmVersions[name], `${name} is in deno.json but not in package.json`);
+    assert.equal(spec, expected, `${name} in deno.json vs package.json`);
   }
   for (const name of await listFunctions(root)) {
     const imports: Record<string, string> = (await readJson(`supabase/functions/${name}/deno.json`))
