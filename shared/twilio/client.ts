@@ -1,5 +1,6 @@
 // Sends one SMS through Twilio's Messages resource and classifies the outcome so a caller can
-// deliver at most once: only answers that prove nothing was sent are ever marked retryable.
+// deliver at most once: only answers that prove nothing was sent are ever marked retryable. For
+// the rest ("unknown"), Twilio's Messages list later says whether the message exists.
 import { z } from "zod";
 import { maskPhone } from "../log.ts";
 
@@ -99,6 +100,10 @@ export function parseTwilioForm(text: string): Record<string, string> {
 const created = z.object({ sid: z.string().regex(/^(SM|MM)\w+$/), status: z.string().optional() });
 const twilioError = z.object({ code: z.number().int().optional(), message: z.string().optional() });
 
+const messagesPath = (accountSid: string) =>
+  `/2010-04-01/Accounts/${encodeURIComponent(accountSid)}/Messages.json`;
+const messagesUrl = (cfg: TwilioConfig) => `${cfg.baseUrl}${messagesPath(cfg.accountSid)}`;
+
 function basicAuth(user: string, password: string): string {
   const bytes = new TextEncoder().encode(`${user}:${password}`);
   return `Basic ${btoa(String.fromCharCode(...bytes))}`;
@@ -156,16 +161,15 @@ function classifyAnswer(status: number, text: string): SendOutcome {
   const message = maskPhone(
     (parsed.success ? parsed.data.message : undefined) ?? `HTTP ${status} ${text.slice(0, 200)}`,
   );
-  // A gateway timeout or bad gateway means the proxy lost track of Twilio's own answer: the
-  // message may exist, so these are not safe to retry.
-  if (status === 502 || status === 504) {
-    return { kind: "unknown", message: `HTTP ${status}: ${message}` };
-  }
-  // 401 and 408 are about our credentials or the request's timing, not the message, and prove it
-  // was not sent; a later attempt may succeed.
-  if (status === 429 || status === 401 || status === 408 || status >= 500) {
+  // 429 and 503 are refusals made before any work: the message was not created. 401 and 408 are
+  // about our credentials or the request's timing, not the message, and prove it was not sent
+  // either; a later attempt may succeed.
+  if (status === 429 || status === 503 || status === 401 || status === 408) {
     return { kind: "retry", httpStatus: status, code, message };
   }
+  // Any other server error (500, or a proxy's 502/504 that lost Twilio's own answer) can come
+  // after the message was created: Twilio warns that retrying a 5xx can send it twice.
+  if (status >= 500) return { kind: "unknown", message: `HTTP ${status}: ${message}` };
   return { kind: "rejected", httpStatus: status, code, message, optedOut: code === OPTED_OUT_CODE };
 }
 
@@ -181,14 +185,11 @@ export async function sendSms(
   });
   if (cfg.from) form.set("From", cfg.from);
   if (cfg.messagingServiceSid) form.set("MessagingServiceSid", cfg.messagingServiceSid);
-  const url = `${cfg.baseUrl}/2010-04-01/Accounts/${
-    encodeURIComponent(cfg.accountSid)
-  }/Messages.json`;
   // One signal for the whole exchange, so a body that stalls also ends as "unknown".
   const signal = AbortSignal.timeout(cfg.timeoutMs);
   let res: Response;
   try {
-    res = await deps.fetch(url, {
+    res = await deps.fetch(messagesUrl(cfg), {
       method: "POST",
       headers: {
         authorization: basicAuth(cfg.accountSid, cfg.authToken),
@@ -210,4 +211,262 @@ export async function sendSms(
     text = "";
   }
   return classifyAnswer(res.status, text);
+}
+
+/** How long an "unknown" send waits before Twilio's Messages list is asked about it. */
+export const DEFAULT_UNKNOWN_RECONCILE_AFTER_SECONDS = 600;
+
+const reconcileEnvSchema = z.object({
+  UNKNOWN_RECONCILE_AFTER_SECONDS: optional(
+    z.string().trim().regex(/^\d+$/, "must be a whole number of seconds").transform(Number)
+      .pipe(z.number().int().min(60).max(86_400)),
+  ),
+});
+
+/** UNKNOWN_RECONCILE_AFTER_SECONDS (60 to 86400, default 600); throws naming a bad value. */
+export function unknownReconcileAfterSecondsFromEnv(
+  env: Record<string, string | undefined>,
+): number {
+  const result = reconcileEnvSchema.safeParse(env);
+  if (!result.success) {
+    const issues = result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    throw new Error(`Reconcile configuration: ${issues.join("; ")}`);
+  }
+  return result.data.UNKNOWN_RECONCILE_AFTER_SECONDS ?? DEFAULT_UNKNOWN_RECONCILE_AFTER_SECONDS;
+}
+
+// Reconciling an "unknown" send: Twilio's Messages list, filtered by recipient and a date window,
+// says whether our request created a message after all.
+
+/** One entry of Twilio's Messages list, the fields reconciliation reads. */
+export interface ListedMessage {
+  sid: string;
+  to: string;
+  from: string | null;
+  messagingServiceSid: string | null;
+  body: string;
+  status: string;
+  errorCode: number | null;
+  dateCreated: Date;
+  direction: string;
+}
+
+export interface SentMessageQuery {
+  to: string;
+  /** What we sent with: the From number and/or the Messaging Service SID; either may match. */
+  senders: readonly string[];
+  body: string;
+  /** An instant no later than when the request left. */
+  createdAfter: Date;
+}
+
+export type LookupOutcome =
+  | { kind: "found"; sid: string; status: string; errorCode: number | null }
+  /** The whole listing was read and no message matched. */
+  | { kind: "absent" }
+  /** The listing could not be read to the end: nothing can be concluded. */
+  | { kind: "unknown"; message: string };
+
+export interface LookupLimits {
+  /** Twilio allows 1 to 1000; its default is 50. */
+  pageSize: number;
+  maxPages: number;
+}
+
+export const DEFAULT_LOOKUP_LIMITS: LookupLimits = { pageSize: 100, maxPages: 5 };
+
+// Twilio's date_created has whole seconds and its clock is not ours: a message created in the
+// same second as createdAfter, or on a clock a little behind, must still match.
+export const CREATED_AT_TOLERANCE_MS = 30_000;
+
+const DAY_MS = 86_400_000;
+
+const twilioDate = z.string().transform((text, ctx) => {
+  const date = new Date(text);
+  if (Number.isNaN(date.getTime())) {
+    ctx.addIssue({ code: "custom", message: "not an RFC 2822 date" });
+    return z.NEVER;
+  }
+  return date;
+});
+
+const listedMessageSchema = z
+  .object({
+    sid: z.string().regex(/^(SM|MM)\w+$/),
+    to: z.string(),
+    from: z.string().nullable(),
+    messaging_service_sid: z.string().nullable().optional(),
+    body: z.string().nullable(),
+    status: z.string(),
+    error_code: z.union([z.number().int(), z.string().regex(/^\d+$/).transform(Number)])
+      .nullable().optional(),
+    date_created: twilioDate,
+    direction: z.string(),
+  })
+  .transform((m): ListedMessage => ({
+    sid: m.sid,
+    to: m.to,
+    from: m.from,
+    messagingServiceSid: m.messaging_service_sid ?? null,
+    body: m.body ?? "",
+    status: m.status,
+    errorCode: m.error_code ?? null,
+    dateCreated: m.date_created,
+    direction: m.direction,
+  }));
+
+const messagesPageSchema = z.object({
+  messages: z.array(listedMessageSchema),
+  next_page_uri: z.string().nullable().optional(),
+});
+
+/**
+ * The message our request created, if the list holds one: outbound, to the same number, from our
+ * sender, with exactly our body, created no earlier than the request (less the tolerance). When a
+ * retried request was processed twice there are two; the oldest is reported.
+ */
+export function findSentMessage(
+  list: readonly ListedMessage[],
+  q: SentMessageQuery,
+): ListedMessage | null {
+  const earliest = q.createdAfter.getTime() - CREATED_AT_TOLERANCE_MS;
+  const matches = list.filter((m) =>
+    m.direction !== "inbound" &&
+    m.to === q.to &&
+    [m.from, m.messagingServiceSid].some((s) => s !== null && q.senders.includes(s)) &&
+    m.body === q.body &&
+    m.dateCreated.getTime() >= earliest
+  );
+  return matches.reduce<ListedMessage | null>(
+    (oldest, m) => (oldest === null || m.dateCreated < oldest.dateCreated ? m : oldest),
+    null,
+  );
+}
+
+const utcDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+
+/**
+ * The first page of the Messages list for the query: To, and DateSent on or after the day the
+ * request left (less the tolerance) and on or before tomorrow (UTC), so "today" is never cut off
+ * whatever Twilio takes "on or before midnight" to mean.
+ */
+function firstLookupUrl(
+  cfg: TwilioConfig,
+  q: SentMessageQuery,
+  now: Date,
+  pageSize: number,
+): string {
+  const params = new URLSearchParams({
+    To: q.to,
+    "DateSent>": utcDay(q.createdAfter.getTime() - CREATED_AT_TOLERANCE_MS),
+    "DateSent<": utcDay(now.getTime() + DAY_MS),
+    PageSize: String(pageSize),
+  });
+  return `${messagesUrl(cfg)}?${params}`;
+}
+
+type PageOutcome =
+  | { kind: "page"; messages: ListedMessage[]; nextPageUri: string | null }
+  | { kind: "unknown"; message: string };
+
+/** Reads one page of the list as JSON; anything short of a well-formed page is "unknown". */
+function parseMessagesPage(status: number, text: string): PageOutcome {
+  const json = parseJson(text);
+  if (status < 200 || status >= 300) {
+    const err = twilioError.safeParse(json);
+    const detail = (err.success ? err.data.message : undefined) ?? text.slice(0, 200);
+    return { kind: "unknown", message: maskPhone(`listing messages: HTTP ${status}: ${detail}`) };
+  }
+  const page = messagesPageSchema.safeParse(json);
+  if (!page.success) {
+    return { kind: "unknown", message: `listing messages: HTTP ${status} without a message list` };
+  }
+  return {
+    kind: "page",
+    messages: page.data.messages,
+    nextPageUri: page.data.next_page_uri || null,
+  };
+}
+
+async function fetchMessagesPage(
+  cfg: TwilioConfig,
+  url: string,
+  fetchFn: typeof fetch,
+): Promise<PageOutcome> {
+  try {
+    const res = await fetchFn(url, {
+      method: "GET",
+      headers: {
+        authorization: basicAuth(cfg.accountSid, cfg.authToken),
+        accept: "application/json",
+      },
+      signal: AbortSignal.timeout(cfg.timeoutMs),
+    });
+    return parseMessagesPage(res.status, await res.text());
+  } catch (err) {
+    const name = (err as { name?: unknown })?.name;
+    const why = name === "TimeoutError" || name === "AbortError"
+      ? `no answer within ${cfg.timeoutMs} ms`
+      : errorTexts(err).filter(Boolean).join(": ");
+    return { kind: "unknown", message: maskPhone(`listing messages: ${why}`) };
+  }
+}
+
+interface Listing {
+  messages: ListedMessage[];
+  /** Why the listing stopped before its last page; null when it was read to the end. */
+  incomplete: string | null;
+}
+
+async function readListing(
+  cfg: TwilioConfig,
+  firstUrl: string,
+  fetchFn: typeof fetch,
+  maxPages: number,
+): Promise<Listing> {
+  const listPath = messagesPath(cfg.accountSid);
+  const messages: ListedMessage[] = [];
+  let url = firstUrl;
+  for (let pages = 1;; pages++) {
+    const page = await fetchMessagesPage(cfg, url, fetchFn);
+    if (page.kind === "unknown") return { messages, incomplete: page.message };
+    messages.push(...page.messages);
+    if (page.nextPageUri === null) return { messages, incomplete: null };
+    // Only ever follow Twilio to the same list; the URI is relative to the API's base URL.
+    if (!page.nextPageUri.startsWith(`${listPath}?`)) {
+      return { messages, incomplete: "listing messages: next_page_uri leaves the Messages list" };
+    }
+    if (pages === maxPages) {
+      return { messages, incomplete: `listing messages: more than ${maxPages} pages` };
+    }
+    url = `${cfg.baseUrl}${page.nextPageUri}`;
+  }
+}
+
+/**
+ * Asks Twilio whether our request to send `sms` created a message, reading the Messages list for
+ * its recipient and following next_page_uri for at most limits.maxPages pages. "absent" only when
+ * every page was read and none matched.
+ */
+export async function lookUpSentMessage(
+  cfg: TwilioConfig,
+  sms: { to: string; body: string; createdAfter: Date },
+  deps: { fetch: typeof fetch; now?: () => Date },
+  limits: LookupLimits = DEFAULT_LOOKUP_LIMITS,
+): Promise<LookupOutcome> {
+  const senders = [cfg.from, cfg.messagingServiceSid].filter((s): s is string => Boolean(s));
+  if (senders.length === 0) {
+    return { kind: "unknown", message: "no sender configured to match against" };
+  }
+  const q: SentMessageQuery = { ...sms, senders };
+  const firstUrl = firstLookupUrl(cfg, q, deps.now?.() ?? new Date(), limits.pageSize);
+  const listing = await readListing(cfg, firstUrl, deps.fetch, limits.maxPages);
+  // A match is proof whatever happened to later pages.
+  const found = findSentMessage(listing.messages, q);
+  if (found) {
+    return { kind: "found", sid: found.sid, status: found.status, errorCode: found.errorCode };
+  }
+  return listing.incomplete === null
+    ? { kind: "absent" }
+    : { kind: "unknown", message: listing.incomplete };
 }

@@ -27,7 +27,7 @@ export async function readTwilioWebhook(
   const params = new URLSearchParams(await readBodyText(req, 64 * 1024));
   const signature = req.headers.get("x-twilio-signature");
   const url = publicUrl(opts.functionsUrl, req);
-  if (!(await isValidTwilioSignature(opts.authToken, url, params, signature))) {
+  if (!isValidTwilioSignature(opts.authToken, url, params, signature)) {
     throw new HttpError(403, "invalid_signature", "X-Twilio-Signature does not match");
   }
   return Object.fromEntries(params);

@@ -1,8 +1,20 @@
-const escapeXml = (text: string) =>
-  text.replace(
-    /[<>&"']/g,
-    (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[c]!,
-  );
+const ENTITIES: Record<string, string> = {
+  "<": "&lt;",
+  ">": "&gt;",
+  "&": "&amp;",
+  '"': "&quot;",
+  "'": "&apos;",
+  // A literal CR would reach Twilio as LF (XML normalises line ends); the reference keeps it.
+  "\r": "&#13;",
+};
+
+// Characters XML 1.0 forbids anywhere, even as references: C0 controls other than tab, LF and
+// CR, U+FFFE and U+FFFF, and unpaired surrogates. One of them makes the whole answer unparsable,
+// so the reply would be lost; dropping it loses only that character.
+const FORBIDDEN_IN_XML = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDFFF]/gu;
+
+export const escapeXml = (text: string) =>
+  text.replace(FORBIDDEN_IN_XML, "").replace(/[<>&"'\r]/g, (c) => ENTITIES[c]);
 
 /** A TwiML answer: an SMS reply, or nothing. */
 export function twiml(reply: string | null): Response {

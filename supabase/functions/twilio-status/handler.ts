@@ -6,6 +6,8 @@ import { readTwilioWebhook } from "../../../shared/twilio/webhook.ts";
 const statusCallback = z.object({
   message_id: z.uuid(),
   MessageSid: z.string().regex(/^(SM|MM)[0-9a-fA-F]{32}$/, "must be a Twilio message SID"),
+  // Every status of Twilio's Message resource (MessageStatus in twilio 6.3.1) but the inbound-only
+  // "receiving" and "received".
   MessageStatus: z.enum([
     "accepted",
     "scheduled",
@@ -13,6 +15,7 @@ const statusCallback = z.object({
     "sending",
     "sent",
     "delivered",
+    "partially_delivered",
     "read",
     "undelivered",
     "failed",
