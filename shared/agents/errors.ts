@@ -1,0 +1,104 @@
+// The front door's errors: one shape for both transports, {code, message,
+// field}, with the HTTP status the agents function answers. Refusals by the
+// database (SQLSTATE 22023 invalid value, P0002 unknown id) become 400 and
+// 404 naming the tool's own field, never a 500.
+import type { z } from "zod";
+
+export type ErrorCode =
+  | "invalid_input"
+  | "unauthorized"
+  | "forbidden"
+  | "not_found"
+  | "unknown_tool"
+  | "conflict"
+  | "rate_limited"
+  | "method_not_allowed"
+  | "payload_too_large"
+  | "not_available"
+  | "internal";
+
+const STATUS: Record<ErrorCode, number> = {
+  invalid_input: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  unknown_tool: 404,
+  conflict: 409,
+  rate_limited: 429,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  not_available: 501,
+  internal: 500,
+};
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  field: string | null;
+}
+
+export class AgentError extends Error {
+  override name = "AgentError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly field: string | null = null,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+  }
+  get status(): number {
+    return STATUS[this.code];
+  }
+  toBody(): ErrorBody {
+    return { code: this.code, message: this.message, field: this.field };
+  }
+}
+
+/** A zod failure as one error: the first bad field named, every problem in the message. */
+export function invalidInput(error: z.ZodError, prefix: string[] = []): AgentError {
+  const problems = error.issues.map((issue) => {
+    const path = [...prefix, ...issue.path.map(String)].join(".");
+    return { path, message: issue.message };
+  });
+  const message = problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message)).join("; ");
+  return new AgentError("invalid_input", message, problems[0]?.path || null);
+}
+
+export interface DbErrorContext {
+  /** RPC parameter names (without p_) that are called differently in the tool's input. */
+  renames?: Record<string, string>;
+  /** The input's field names, so only a real field is named. */
+  fields: readonly string[];
+  /** The field to name when the database's message names none of the input's. */
+  fallback?: string;
+}
+
+const UNKNOWN_ID = /^unknown (user|call|message|interaction|commitment)\b/;
+const ID_FIELDS: Record<string, string[]> = {
+  user: ["user_id"],
+  call: ["call_id", "scheduled_call_id"],
+  message: ["message_id"],
+};
+
+/** A Postgres refusal as an AgentError; anything else (a lost connection, a bug) is rethrown. */
+export function fromDatabase(err: unknown, ctx: DbErrorContext): never {
+  const code = (err as { code?: unknown })?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  const named = (name: string | undefined) => {
+    const field = name ? (ctx.renames?.[name] ?? name) : undefined;
+    return field && ctx.fields.includes(field) ? field : (ctx.fallback ?? null);
+  };
+  if (code === "22023" || code === "22007" || code === "22008" || code === "23514") {
+    throw new AgentError("invalid_input", message, named(/\bp_([a-z_]+)/.exec(message)?.[1]));
+  }
+  if (code === "P0002") {
+    const kind = UNKNOWN_ID.exec(message)?.[1] ?? "";
+    const field = (ID_FIELDS[kind] ?? []).find((f) => ctx.fields.includes(f)) ?? null;
+    throw new AgentError("not_found", message, field);
+  }
+  if (code === "42883") {
+    throw new AgentError("not_available", "this operation is not available on this deployment yet");
+  }
+  throw err;
+}
