@@ -1,6 +1,7 @@
 // A local stand-in for Twilio's Messages API, like Supabase's local mail catcher: it records what
-// would have been sent, answers in Twilio's wire format, fails on request, and posts webhooks
-// (inbound SMS, status callbacks) signed the way Twilio signs them.
+// would have been sent, lists it back the way Twilio's Messages list does, answers in Twilio's
+// wire format, fails on request, and posts webhooks (inbound SMS, status callbacks) signed the way
+// Twilio signs them.
 //
 // node:http rather than Deno.serve because only it can drop a connection mid-request, which is
 // how "the request left but no answer came back" is simulated.
@@ -30,15 +31,25 @@ export interface CaughtMessage {
   statusCallback: string | null;
   /** "queued" (or "accepted" via a Messaging Service), then whatever postStatus last sent. */
   status: string;
+  /** The last error code postStatus sent, as Twilio's list reports it. */
+  errorCode: number | null;
   createdAt: string;
+  /** The catcher hands a message on at once, so it is sent when it is created. */
+  dateSent: string;
 }
 
 export interface CatcherFailure {
-  httpStatus: number;
+  /** The error answer's status; needed unless the connection is dropped or hung. */
+  httpStatus?: number;
   code?: number;
   message?: string;
-  /** Close the connection without answering; the message is not recorded. */
+  /** Close the connection without answering. */
   dropConnection?: boolean;
+  /**
+   * Record the message first, as Twilio would have, then fail as described (an error answer or a
+   * dropped connection): the client cannot tell that the message exists.
+   */
+  afterCreate?: boolean;
   /** Record the message as sent, then never answer (until stop). */
   acceptThenHang?: boolean;
 }
@@ -86,13 +97,18 @@ export interface CatcherOptions {
   log?: (line: string) => void;
 }
 
-const failureSchema = z.object({
-  httpStatus: z.number().int().min(100).max(599),
-  code: z.number().int().optional(),
-  message: z.string().optional(),
-  dropConnection: z.boolean().optional(),
-  acceptThenHang: z.boolean().optional(),
-});
+const failureSchema = z
+  .strictObject({
+    httpStatus: z.number().int().min(100).max(599).optional(),
+    code: z.number().int().optional(),
+    message: z.string().optional(),
+    dropConnection: z.boolean().optional(),
+    afterCreate: z.boolean().optional(),
+    acceptThenHang: z.boolean().optional(),
+  })
+  .refine((f) => f.httpStatus !== undefined || f.dropConnection || f.acceptThenHang, {
+    message: "httpStatus is required unless dropConnection or acceptThenHang is set",
+  });
 const behaviourSchema = z.strictObject({
   latencyMs: z.number().int().min(0).optional(),
   failNext: z.array(failureSchema).optional(),
@@ -118,6 +134,8 @@ const SENDER = /^(\+[1-9]\d{1,14}|\d{3,8}|[A-Za-z0-9 ]{1,11})$/;
 // Twilio's default error codes for the statuses a test is likely to inject.
 const DEFAULT_CODES: Record<number, number> = { 401: 20003, 404: 20404, 429: 20429, 500: 20500 };
 
+const messagesPath = (accountSid: string) => `/${API_VERSION}/Accounts/${accountSid}/Messages.json`;
+
 function newSid(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return "SM" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -142,6 +160,125 @@ function twilioErrorBody(status: number, code: number | null, message: string) {
     message,
     more_info: code === null ? null : `https://www.twilio.com/docs/errors/${code}`,
     status,
+  };
+}
+
+/** A message as Twilio's API writes it, in a create answer or a list page. */
+function messageJson(accountSid: string, m: CaughtMessage) {
+  const uri = `/${API_VERSION}/Accounts/${accountSid}/Messages/${m.sid}`;
+  const created = rfc2822(new Date(m.createdAt));
+  return {
+    account_sid: accountSid,
+    api_version: API_VERSION,
+    body: m.body,
+    date_created: created,
+    date_sent: rfc2822(new Date(m.dateSent)),
+    date_updated: created,
+    direction: "outbound-api",
+    error_code: m.errorCode,
+    error_message: null,
+    from: m.from,
+    messaging_service_sid: m.messagingServiceSid,
+    num_media: "0",
+    num_segments: "1",
+    price: null,
+    price_unit: "USD",
+    sid: m.sid,
+    status: m.status,
+    subresource_uris: { media: `${uri}/Media.json` },
+    to: m.to,
+    uri: `${uri}.json`,
+  };
+}
+
+// A DateSent filter value: a whole UTC day (YYYY-MM-DD, as Twilio documents) or, as Twilio's
+// helper libraries send, an ISO 8601 instant. [from, until) in epoch ms.
+function dateRange(value: string): [number, number] | null {
+  if (/^\d{4}-\d{2}-\d{2}$/.test(value)) {
+    const from = Date.parse(`${value}T00:00:00Z`);
+    return Number.isNaN(from) ? null : [from, from + 86_400_000];
+  }
+  const at = /^\d{4}-\d{2}-\d{2}T/.test(value) ? Date.parse(value) : NaN;
+  return Number.isNaN(at) ? null : [at, at + 1];
+}
+
+type DateTest = (sentMs: number) => boolean;
+
+// "DateSent" matches within the range, "DateSent>" on or after its start, "DateSent<" on or
+// before its end: Twilio's "DateSent>=YYYY-MM-DD" and "DateSent<=YYYY-MM-DD", both inclusive.
+const DATE_FILTERS: [string, (r: [number, number]) => DateTest][] = [
+  ["DateSent", ([from, until]) => (t) => t >= from && t < until],
+  ["DateSent>", ([from]) => (t) => t >= from],
+  ["DateSent<", ([, until]) => (t) => t < until],
+];
+
+const pageQuerySchema = z.object({
+  PageSize: z.string().regex(/^\d+$/).transform(Number).pipe(z.number().int().min(1).max(1000))
+    .default(50),
+  Page: z.string().regex(/^\d+$/).transform(Number).default(0),
+  PageToken: z.string().regex(/^PA(SM|MM)\w+$/).optional(),
+});
+
+/** One page of the Messages list for a query, newest first, in Twilio's shape. */
+function listPage(all: readonly CaughtMessage[], query: URLSearchParams, path: string):
+  | { page: Record<string, unknown>; messages: CaughtMessage[] }
+  | { error: string } {
+  const paging = pageQuerySchema.safeParse(Object.fromEntries(query));
+  if (!paging.success) return { error: `Invalid paging: ${z.prettifyError(paging.error)}` };
+  const tests: DateTest[] = [];
+  for (const [name, test] of DATE_FILTERS) {
+    const value = query.get(name);
+    if (value === null) continue;
+    const range = dateRange(value);
+    if (!range) return { error: `Invalid date value for ${name}: ${value}` };
+    tests.push(test(range));
+  }
+  const to = query.get("To");
+  const from = query.get("From");
+  const matching = all
+    .map((m, i) => ({ m, i }))
+    .filter(({ m }) =>
+      (to === null || m.to === to) &&
+      (from === null || m.from === from) &&
+      tests.every((test) => test(Date.parse(m.dateSent)))
+    )
+    .sort((a, b) => Date.parse(b.m.createdAt) - Date.parse(a.m.createdAt) || b.i - a.i)
+    .map(({ m }) => m);
+
+  const { PageSize: size, Page: pageNo, PageToken: token } = paging.data;
+  // The token names the last message of the page before, so a page does not shift when new
+  // messages arrive between requests; without one, Page counts whole pages.
+  let start = pageNo * size;
+  if (token !== undefined) {
+    const after = matching.findIndex((m) => m.sid === token.slice(2));
+    if (after < 0) return { error: `Invalid PageToken: ${token}` };
+    start = after + 1;
+  }
+  const messages = matching.slice(start, start + size);
+  const filters = new URLSearchParams(
+    [...query].filter(([name]) => !["PageSize", "Page", "PageToken"].includes(name)),
+  );
+  const uriOf = (page: number, pageToken?: string) => {
+    const q = new URLSearchParams(filters);
+    q.set("PageSize", String(size));
+    q.set("Page", String(page));
+    if (pageToken) q.set("PageToken", pageToken);
+    return `${path}?${q}`;
+  };
+  const last = messages.at(-1);
+  const hasNext = last !== undefined && start + messages.length < matching.length;
+  return {
+    messages,
+    page: {
+      first_page_uri: uriOf(0),
+      end: start + Math.max(messages.length - 1, 0),
+      previous_page_uri: pageNo > 0 ? uriOf(pageNo - 1) : null,
+      uri: uriOf(pageNo, token),
+      page_size: size,
+      start,
+      next_page_uri: hasNext ? uriOf(pageNo + 1, `PA${last.sid}`) : null,
+      page: pageNo,
+    },
   };
 }
 
@@ -227,16 +364,33 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
   }
 
   function fail(req: http.IncomingMessage, res: http.ServerResponse, f: CatcherFailure): void {
-    log?.(`failing a create request: ${f.dropConnection ? "dropped connection" : f.httpStatus}`);
+    const how = f.dropConnection ? "dropped connection" : String(f.httpStatus);
+    log?.(`failing a create request ${f.afterCreate ? "after" : "before"} creating it: ${how}`);
     later(res, () => {
       if (f.dropConnection) {
         req.socket.destroy();
         return;
       }
-      const code = f.code ?? DEFAULT_CODES[f.httpStatus] ?? null;
-      const message = f.message ?? http.STATUS_CODES[f.httpStatus] ?? "Error";
-      sendJson(res, f.httpStatus, twilioErrorBody(f.httpStatus, code, message));
+      const status = f.httpStatus ?? 500;
+      const code = f.code ?? DEFAULT_CODES[status] ?? null;
+      const message = f.message ?? http.STATUS_CODES[status] ?? "Error";
+      sendJson(res, status, twilioErrorBody(status, code, message));
     });
+  }
+
+  function isAuthentic(req: http.IncomingMessage, pathSid: string): boolean {
+    const credentials = basicCredentials(req.headers.authorization);
+    return credentials !== null &&
+      timingSafeEqual(credentials[0], accountSid) &&
+      timingSafeEqual(credentials[1], authToken) &&
+      pathSid === accountSid;
+  }
+
+  function refuseCredentials(res: http.ServerResponse): void {
+    later(res, () =>
+      sendJson(res, 401, twilioErrorBody(401, 20003, "Authenticate"), {
+        "www-authenticate": 'Basic realm="Twilio API"',
+      }));
   }
 
   function createMessage(
@@ -246,19 +400,10 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
     text: string,
   ): void {
     requestCount++;
-    const credentials = basicCredentials(req.headers.authorization);
-    const authentic = credentials !== null &&
-      timingSafeEqual(credentials[0], accountSid) &&
-      timingSafeEqual(credentials[1], authToken) &&
-      pathSid === accountSid;
-    if (!authentic) {
-      return later(res, () =>
-        sendJson(res, 401, twilioErrorBody(401, 20003, "Authenticate"), {
-          "www-authenticate": 'Basic realm="Twilio API"',
-        }));
-    }
+    if (!isAuthentic(req, pathSid)) return refuseCredentials(res);
     const failure = behaviour.failNext.shift();
-    if (failure && !failure.acceptThenHang) return fail(req, res, failure);
+    const failsAfterCreate = failure?.afterCreate || failure?.acceptThenHang;
+    if (failure && !failsAfterCreate) return fail(req, res, failure);
 
     const form = new URLSearchParams(text);
     const invalid = validationError(form);
@@ -277,35 +422,33 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
       statusCallback: form.get("StatusCallback"),
       // Twilio answers "accepted" when a Messaging Service still has to pick the sender.
       status: messagingServiceSid ? "accepted" : "queued",
+      errorCode: null,
       createdAt: now.toISOString(),
+      dateSent: now.toISOString(),
     };
     caught.push(message);
     log?.(maskPhone(`caught ${message.sid} to ${message.to}: ${message.body.length} chars`));
     if (failure?.acceptThenHang) return hang(res);
+    if (failure?.afterCreate) return fail(req, res, failure);
+    // Twilio's answer describes the message as it was created: not yet sent.
+    later(res, () => sendJson(res, 201, { ...messageJson(accountSid, message), date_sent: null }));
+  }
 
-    const uri = `/${API_VERSION}/Accounts/${accountSid}/Messages/${message.sid}`;
+  function listMessages(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    pathSid: string,
+    query: URLSearchParams,
+  ): void {
+    if (!isAuthentic(req, pathSid)) return refuseCredentials(res);
+    const listed = listPage(caught, query, messagesPath(accountSid));
+    if ("error" in listed) {
+      return later(res, () => sendJson(res, 400, twilioErrorBody(400, 20001, listed.error)));
+    }
     later(res, () =>
-      sendJson(res, 201, {
-        account_sid: accountSid,
-        api_version: API_VERSION,
-        body: message.body,
-        date_created: rfc2822(now),
-        date_sent: null,
-        date_updated: rfc2822(now),
-        direction: "outbound-api",
-        error_code: null,
-        error_message: null,
-        from: message.from,
-        messaging_service_sid: messagingServiceSid,
-        num_media: "0",
-        num_segments: "1",
-        price: null,
-        price_unit: "USD",
-        sid: message.sid,
-        status: message.status,
-        subresource_uris: { media: `${uri}/Media.json` },
-        to: message.to,
-        uri: `${uri}.json`,
+      sendJson(res, 200, {
+        ...listed.page,
+        messages: listed.messages.map((m) => messageJson(accountSid, m)),
       }));
   }
 
@@ -315,7 +458,7 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
       method: "POST",
       headers: {
         "content-type": "application/x-www-form-urlencoded",
-        "x-twilio-signature": await twilioSignature(authToken, url, params),
+        "x-twilio-signature": twilioSignature(authToken, url, params),
         "i-twilio-idempotency-token": crypto.randomUUID(),
         "user-agent": "TwilioProxy/1.1",
       },
@@ -343,7 +486,10 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
 
   function postStatus(o: StatusUpdate): Promise<Response> {
     const message = caught.find((m) => m.sid === o.sid);
-    if (message) message.status = o.status;
+    if (message) {
+      message.status = o.status;
+      if (o.errorCode) message.errorCode = Number(o.errorCode);
+    }
     return postWebhook(o.url, {
       MessageSid: o.sid,
       SmsSid: o.sid,
@@ -402,7 +548,7 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const method = req.method ?? "GET";
-    const path = new URL(req.url ?? "/", "http://x").pathname;
+    const { pathname: path, searchParams } = new URL(req.url ?? "/", "http://x");
     const text = await readBody(req);
     if (path.startsWith("/__catcher/")) return await control(res, method, path, text);
     const messages = MESSAGES_PATH.exec(path);
@@ -410,6 +556,7 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
       const message = `The requested resource ${path} was not found`;
       return sendJson(res, 404, twilioErrorBody(404, 20404, message));
     }
+    if (method === "GET") return listMessages(req, res, messages[1], searchParams);
     if (method !== "POST") {
       return sendJson(res, 405, twilioErrorBody(405, 20004, "Method not allowed"));
     }

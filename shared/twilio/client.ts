@@ -195,6 +195,12 @@ export async function sendSms(
         authorization: basicAuth(cfg.accountSid, cfg.authToken),
         "content-type": "application/x-www-form-urlencoded",
         accept: "application/json",
+        // Over HTTP/1.1, Deno's fetch silently sends a request again when a reused keep-alive
+        // connection closes without an answer, even after the server read it: a second text if
+        // Twilio had created the first. A fresh connection per send makes that an error we see.
+        // (HTTP/2 has no such header; hyper drops it, and its retries are only of unprocessed
+        // streams.)
+        connection: "close",
       },
       body: form,
       signal,

@@ -11,6 +11,7 @@ const ENTITIES: Record<string, string> = {
 // Characters XML 1.0 forbids anywhere, even as references: C0 controls other than tab, LF and
 // CR, U+FFFE and U+FFFF, and unpaired surrogates. One of them makes the whole answer unparsable,
 // so the reply would be lost; dropping it loses only that character.
+// deno-lint-ignore no-control-regex -- matching control characters is the point
 const FORBIDDEN_IN_XML = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDFFF]/gu;
 
 export const escapeXml = (text: string) =>

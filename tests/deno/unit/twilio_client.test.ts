@@ -87,30 +87,30 @@ Deno.test("Twilio rate limiting (429) is retried later", async () => {
   });
 });
 
-Deno.test("a Twilio server error with an error body is retried later", async () => {
+Deno.test("Twilio unavailable (503) is retried later: the message was not created", async () => {
   await withCatcher(async (catcher, cfg) => {
-    catcher.setBehaviour({
-      failNext: [{
-        httpStatus: 500,
-        code: 20500,
-        message: "An internal server error has occurred",
-      }],
-    });
+    catcher.setBehaviour({ failNext: [{ httpStatus: 503, code: 20503, message: "Unavailable" }] });
     assert.deepEqual(await sendSms(cfg, SMS, { fetch }), {
       kind: "retry",
-      httpStatus: 500,
-      code: 20500,
-      message: "An internal server error has occurred",
+      httpStatus: 503,
+      code: 20503,
+      message: "Unavailable",
     });
+    assert.equal(catcher.messages().length, 0);
   });
 });
 
-Deno.test("a gateway timeout (504) is never retried: Twilio may have sent it", async () => {
-  await withCatcher(async (catcher, cfg) => {
-    catcher.setBehaviour({ failNext: [{ httpStatus: 504 }] });
-    assert.equal((await sendSms(cfg, SMS, { fetch })).kind, "unknown");
+for (const httpStatus of [500, 502, 504]) {
+  Deno.test(`a Twilio ${httpStatus} is unknown, never retried: it may have created the message`, async () => {
+    await withCatcher(async (catcher, cfg) => {
+      catcher.setBehaviour({ failNext: [{ httpStatus, afterCreate: true }] });
+      const outcome = expectKind(await sendSms(cfg, SMS, { fetch }), "unknown");
+      assert.match(outcome.message, new RegExp(`^HTTP ${httpStatus}: `));
+      // Why it must not be retried: Twilio had already created the message.
+      assert.equal(catcher.messages().length, 1);
+    });
   });
-});
+}
 
 Deno.test("an unsubscribed recipient (21610) is rejected and marked opted out", async () => {
   await withCatcher(async (catcher, cfg) => {
@@ -174,10 +174,25 @@ Deno.test("no answer within the timeout is unknown, never retried", async () => 
 
 Deno.test("a connection dropped after the request left is unknown", async () => {
   await withCatcher(async (catcher, cfg) => {
-    catcher.setBehaviour({ failNext: [{ httpStatus: 0, dropConnection: true }] });
-    const outcome = await sendSms(cfg, SMS, { fetch });
-    assert.equal(outcome.kind, "unknown");
+    catcher.setBehaviour({ failNext: [{ dropConnection: true }] });
+    assert.equal((await sendSms(cfg, SMS, { fetch })).kind, "unknown");
     assert.equal(catcher.requests(), 1);
+    assert.equal(catcher.messages().length, 0);
+    // The same answer when Twilio had created the message: the client cannot tell the two apart.
+    catcher.setBehaviour({ failNext: [{ dropConnection: true, afterCreate: true }] });
+    assert.equal((await sendSms(cfg, SMS, { fetch })).kind, "unknown");
+    assert.equal(catcher.messages().length, 1);
+  });
+});
+
+Deno.test("a drop on a reused connection after Twilio created the message is sent once", async () => {
+  await withCatcher(async (catcher, cfg) => {
+    // Earlier sends leave a keep-alive connection for the next one to reuse.
+    assert.equal((await sendSms(cfg, SMS, { fetch })).kind, "accepted");
+    catcher.setBehaviour({ failNext: [{ dropConnection: true, afterCreate: true }] });
+    assert.equal((await sendSms(cfg, SMS, { fetch })).kind, "unknown");
+    assert.equal(catcher.requests(), 2, "the request was not sent again behind our back");
+    assert.equal(catcher.messages().length, 2);
   });
 });
 
