@@ -58,7 +58,9 @@ export class AgentError extends Error {
 /** A zod failure as one error: the first bad field named, every problem in the message. */
 export function invalidInput(error: z.ZodError, prefix: string[] = []): AgentError {
   const problems = error.issues.map((issue) => {
-    const path = [...prefix, ...issue.path.map(String)].join(".");
+    // A field that should not be there is named itself.
+    const extra = issue.code === "unrecognized_keys" ? issue.keys.slice(0, 1) : [];
+    const path = [...prefix, ...issue.path.map(String), ...extra].join(".");
     return { path, message: issue.message };
   });
   const message = problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message)).join("; ");

@@ -14,7 +14,11 @@ const HTTP_CODES: Record<number, ErrorCode> = {
 export function asAgentError(err: unknown): AgentError {
   if (err instanceof AgentError) return err;
   if (err instanceof HttpError && HTTP_CODES[err.status]) {
-    return new AgentError(HTTP_CODES[err.status], err.message, err.status === 400 ? "(body)" : null);
+    return new AgentError(
+      HTTP_CODES[err.status],
+      err.message,
+      err.status === 400 ? "(body)" : null,
+    );
   }
   console.error("agents: unhandled error:", err instanceof Error ? err.message : String(err));
   return new AgentError("internal", "internal error");

@@ -257,11 +257,13 @@ export const searchInteractionsOutput = z.object({
 // remember --------------------------------------------------------------------------------------------
 export const rememberInput = z.object({
   user_id: userId,
-  items: z.array(z.object({
-    key: text(80).describe("A short stable name for the fact, such as preferred_call_time."),
-    value: text(500).describe("What is known, in one sentence."),
-    category: z.enum(INSIGHT_CATEGORIES).optional(),
-  }).strict()).max(20).optional().describe(
+  items: z.array(
+    z.object({
+      key: text(80).describe("A short stable name for the fact, such as preferred_call_time."),
+      value: text(500).describe("What is known, in one sentence."),
+      category: z.enum(INSIGHT_CATEGORIES).optional(),
+    }).strict(),
+  ).max(20).optional().describe(
     "Facts to add or refresh; an existing key is updated, never duplicated.",
   ),
   retire: z.array(text(80)).max(20).optional().describe("Keys of facts no longer true."),
@@ -328,7 +330,8 @@ export type ParsedInput<T extends ToolName> = z.output<(typeof TOOL_SCHEMAS)[T][
 export type ToolOutput<T extends ToolName> = z.output<(typeof TOOL_SCHEMAS)[T]["output"]>;
 
 export const TOOL_DESCRIPTIONS: Record<ToolName, string> = {
-  queue_message: "Queue an SMS to a user. It is delivered under the user's quiet hours, daily and " +
+  queue_message:
+    "Queue an SMS to a user. It is delivered under the user's quiet hours, daily and " +
     "hourly budget and opt-out, in their time zone, so it may go out later than asked; use " +
     "get_message_status to follow it. Returns message_id.",
   get_message_status:

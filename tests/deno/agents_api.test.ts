@@ -192,18 +192,21 @@ stackTest("agents: get_user_context is the hand-off, within 8 KB", async () => {
   assert.equal(ctx.preferred_hours, null);
 });
 
-stackTest("agents: record_interaction stores a transcript that is analysed like any other", async () => {
-  const user = await createUser(db());
-  const { key } = await agentKey();
-  const res = await postAgents(key, {
-    tool: "record_interaction",
-    input: { user_id: user.id, channel: "sms", transcript: "Can we move my call to Friday?" },
-  });
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  const [job] = await db()`select user_id from public.analysis_jobs
+stackTest(
+  "agents: record_interaction stores a transcript that is analysed like any other",
+  async () => {
+    const user = await createUser(db());
+    const { key } = await agentKey();
+    const res = await postAgents(key, {
+      tool: "record_interaction",
+      input: { user_id: user.id, channel: "sms", transcript: "Can we move my call to Friday?" },
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const [job] = await db()`select user_id from public.analysis_jobs
                             where interaction_id = ${res.body.data.interaction_id}`;
-  assert.equal(job.user_id, user.id, "the analysis job exists, as for any insert");
-});
+    assert.equal(job.user_id, user.id, "the analysis job exists, as for any insert");
+  },
+);
 
 stackTest("agents: record_interaction with a scheduled call completes it", async () => {
   const user = await createUser(db());
@@ -227,38 +230,41 @@ stackTest("agents: record_interaction with a scheduled call completes it", async
   assert.equal(row.status, "completed");
 });
 
-stackTest("agents: search_interactions ranks transcripts and the summary, with snippets", async () => {
-  const user = await createUser(db());
-  const other = await createUser(db());
-  const { key } = await agentKey();
-  for (
-    const [u, t] of [
-      [user.id, "I finally booked the dentist for next Tuesday, the dentist is near work."],
-      [user.id, "We talked about the weather and a new bike."],
-      [other.id, "My dentist appointment is on Monday."],
-    ]
-  ) {
-    await postAgents(key, {
-      tool: "record_interaction",
-      input: { user_id: u, channel: "voice", transcript: t },
-    });
-  }
-  await db()`insert into public.user_sessions (user_id, context_summary)
+stackTest(
+  "agents: search_interactions ranks transcripts and the summary, with snippets",
+  async () => {
+    const user = await createUser(db());
+    const other = await createUser(db());
+    const { key } = await agentKey();
+    for (
+      const [u, t] of [
+        [user.id, "I finally booked the dentist for next Tuesday, the dentist is near work."],
+        [user.id, "We talked about the weather and a new bike."],
+        [other.id, "My dentist appointment is on Monday."],
+      ]
+    ) {
+      await postAgents(key, {
+        tool: "record_interaction",
+        input: { user_id: u, channel: "voice", transcript: t },
+      });
+    }
+    await db()`insert into public.user_sessions (user_id, context_summary)
              values (${user.id}, 'Dentist anxiety; prefers mornings.')`;
-  const res = await postAgents(key, {
-    tool: "search_interactions",
-    input: { user_id: user.id, query: "dentists" },
-  });
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  const results = res.body.data.results;
-  assert.equal(results.length, 2, "the user's transcript and summary, not the other user's");
-  assert.deepEqual(results.map((r: { kind: string }) => r.kind).sort(), [
-    "interaction",
-    "session_summary",
-  ]);
-  const hit = results.find((r: { kind: string }) => r.kind === "interaction");
-  assert.match(hit.snippet, /\*\*dentist\*\*/);
-});
+    const res = await postAgents(key, {
+      tool: "search_interactions",
+      input: { user_id: user.id, query: "dentists" },
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const results = res.body.data.results;
+    assert.equal(results.length, 2, "the user's transcript and summary, not the other user's");
+    assert.deepEqual(results.map((r: { kind: string }) => r.kind).sort(), [
+      "interaction",
+      "session_summary",
+    ]);
+    const hit = results.find((r: { kind: string }) => r.kind === "interaction");
+    assert.match(hit.snippet, /\*\*dentist\*\*/);
+  },
+);
 
 stackTest("agents: remember consolidates with provenance agent:<id>", async () => {
   const user = await createUser(db());
