@@ -101,6 +101,7 @@ try {
     ORCHESTRATOR_SECRET: secret,
     TEST_CATCHER_URL: stack.fakes.smsCatcherUrl!,
     TEST_CLAUDE_URL: stack.fakes.scriptedClaudeUrl!,
+    TEST_STACK_URL: stack.controlUrl!,
   };
 
   const denoTests = only.length && !onlyDeno.length

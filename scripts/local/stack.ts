@@ -32,6 +32,8 @@ export interface StackOptions {
   extraPackages?: DebianPackage[];
   /** Local stand-ins for Twilio and Claude, on these ports (0 = any free one). */
   fakes: { smsCatcherPort?: number; scriptedClaudePort?: number; voiceCatcherPort?: number };
+  /** The gateway's /__stack control API (kill a function process): throw-away stacks only. */
+  functionControl?: boolean;
   log: (line: string) => void;
 }
 
@@ -46,6 +48,8 @@ export interface Stack {
   dbUrl: string;
   apiUrl: string;
   functions: string[];
+  /** The control API's base URL (`/__stack`), when the stack has one. */
+  controlUrl?: string;
   createdCluster: boolean;
   fakes: Fakes;
   sql: Sql;
@@ -112,6 +116,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       root: o.root,
       apiPort: o.apiPort,
       functionPort: o.functionPort,
+      controlApi: o.functionControl,
       log: o.log,
       env: {
         PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
@@ -127,7 +132,16 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     // Only once the functions listen, so no queued request meets a closed port.
     const dispatcher = await startNetDispatcher(sql, o.log);
     cleanups.push(() => dispatcher.stop());
-    return { dbUrl: url, apiUrl, functions: functions.names, createdCluster, fakes, sql, stop };
+    return {
+      dbUrl: url,
+      apiUrl,
+      functions: functions.names,
+      controlUrl: o.functionControl ? `${apiUrl}/__stack` : undefined,
+      createdCluster,
+      fakes,
+      sql,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
@@ -139,7 +153,8 @@ export const repoRoot = () => join(new URL(".", import.meta.url).pathname, "../.
 /**
  * A stack in a temporary folder on free ports, for the tests, the bench and the
  * demo; it never touches the development stack, and stop() removes it. Unless
- * told otherwise, the functions reach only the local stand-ins.
+ * told otherwise, the functions reach only the local stand-ins. Its gateway
+ * has the control API, so tests can kill a function process.
  */
 export async function startThrowawayStack(o: {
   name: string;
@@ -163,6 +178,7 @@ export async function startThrowawayStack(o: {
       functionEnv: o.functionEnv ?? Object.fromEntries(FUNCTION_ENV_KEYS.map((k) => [k, ""])),
       extraPackages: o.extraPackages,
       fakes: o.fakes ?? { smsCatcherPort: 0, scriptedClaudePort: 0 },
+      functionControl: true,
       log: o.log,
     });
     return { ...stack, stop: () => stack.stop().finally(removeDir) };

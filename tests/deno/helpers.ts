@@ -1,6 +1,7 @@
 // What the integration tests share: the throw-away stack that `npm test`
 // started (its addresses come in the environment), and polling helpers.
 import { connect, type Sql } from "../../shared/db.ts";
+import { z } from "zod";
 
 function required(name: string): string {
   const value = Deno.env.get(name);
@@ -125,4 +126,41 @@ export function recordingServer(
   });
   const url = `http://127.0.0.1:${server.addr.port}`;
   return { url, received, close: () => server.shutdown() };
+}
+
+// The throw-away stack's control API (scripts/local/functions.ts): kill a
+// function's process mid-flight, as an Edge Runtime isolate dies, and wait
+// for the process the stack starts in its place.
+const FunctionProcess = z.object({
+  pid: z.number().int(),
+  restarts: z.number().int(),
+  listening: z.boolean(),
+});
+const killedPids = new Map<string, Set<number>>();
+
+async function stackControl(path: string, method: "GET" | "POST") {
+  const res = await fetch(`${required("TEST_STACK_URL")}/functions/${path}`, { method });
+  if (!res.ok) throw new Error(`${method} /__stack/functions/${path}: ${res.status}`);
+  return FunctionProcess.extend({ killed_pid: z.number().int().optional() }).parse(
+    await res.json(),
+  );
+}
+
+/** The state of a function's process: {pid, restarts, listening}. */
+export const functionProcess = (name: string) => stackControl(name, "GET");
+
+/** SIGKILLs the function's process; resolves once it is gone, with its pid. */
+export async function killFunction(name: string): Promise<number> {
+  const { killed_pid } = await stackControl(`${name}/kill`, "POST");
+  const pid = killed_pid!;
+  killedPids.set(name, (killedPids.get(name) ?? new Set()).add(pid));
+  return pid;
+}
+
+/** Waits until a process that killFunction did not kill listens for `name`. */
+export function waitFunctionBack(name: string) {
+  return waitFor(`${name} to be restarted`, async () => {
+    const state = await functionProcess(name);
+    return state.listening && !killedPids.get(name)?.has(state.pid) && state;
+  });
 }
