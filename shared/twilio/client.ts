@@ -104,6 +104,13 @@ const messagesPath = (accountSid: string) =>
   `/2010-04-01/Accounts/${encodeURIComponent(accountSid)}/Messages.json`;
 const messagesUrl = (cfg: TwilioConfig) => `${cfg.baseUrl}${messagesPath(cfg.accountSid)}`;
 
+// Over HTTP/1.1, Deno's fetch silently sends a request again when a reused keep-alive connection
+// closes without an answer, even after the server read it: a second text if Twilio had created
+// the first. So no request of ours to Twilio leaves a connection for a send to reuse, and a drop
+// is an error we see. (HTTP/2 has no such header, hyper drops it, and h2 retries only streams the
+// server refused unprocessed.)
+const NO_REUSE = { connection: "close" } as const;
+
 function basicAuth(user: string, password: string): string {
   const bytes = new TextEncoder().encode(`${user}:${password}`);
   return `Basic ${btoa(String.fromCharCode(...bytes))}`;
@@ -195,12 +202,7 @@ export async function sendSms(
         authorization: basicAuth(cfg.accountSid, cfg.authToken),
         "content-type": "application/x-www-form-urlencoded",
         accept: "application/json",
-        // Over HTTP/1.1, Deno's fetch silently sends a request again when a reused keep-alive
-        // connection closes without an answer, even after the server read it: a second text if
-        // Twilio had created the first. A fresh connection per send makes that an error we see.
-        // (HTTP/2 has no such header; hyper drops it, and its retries are only of unprocessed
-        // streams.)
-        connection: "close",
+        ...NO_REUSE,
       },
       body: form,
       signal,
@@ -405,6 +407,7 @@ async function fetchMessagesPage(
       headers: {
         authorization: basicAuth(cfg.accountSid, cfg.authToken),
         accept: "application/json",
+        ...NO_REUSE,
       },
       signal: AbortSignal.timeout(cfg.timeoutMs),
     });

@@ -47,7 +47,9 @@ function create(
 ): Promise<Response> {
   return fetch(`${c.url}/2010-04-01/Accounts/${c.accountSid}/Messages.json`, {
     method: "POST",
-    headers: { authorization: `Basic ${btoa(auth)}` },
+    // A fresh connection, as sendSms uses: on a reused one, fetch resends a dropped POST itself,
+    // so every request here leaves none behind.
+    headers: { authorization: `Basic ${btoa(auth)}`, connection: "close" },
     body: new URLSearchParams(fields),
   });
 }
@@ -55,6 +57,8 @@ function create(
 async function control(c: SmsCatcher, path: string, body?: unknown): Promise<Response> {
   return await fetch(`${c.url}/__catcher/${path}`, {
     method: body === undefined && path === "messages" ? "GET" : "POST",
+    // Leaves no keep-alive connection for create() to reuse (see there).
+    headers: { connection: "close" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
 }
@@ -123,8 +127,8 @@ Deno.test("an inbound SMS is posted with Twilio's fields and a valid signature",
       assert.equal(form.get("To"), FROM);
       assert.equal(form.get("Body"), "Yes");
       assert.equal(form.get("NumMedia"), "0");
-      assert.equal(await isValidTwilioSignature(c.authToken, url, form, signature), true);
-      assert.equal(await isValidTwilioSignature("other-token", url, form, signature), false);
+      assert.equal(isValidTwilioSignature(c.authToken, url, form, signature), true);
+      assert.equal(isValidTwilioSignature("other-token", url, form, signature), false);
     });
   });
 });
@@ -141,7 +145,7 @@ Deno.test("a status callback carries the message's numbers and error code, valid
           .map((name) => form.get(name)),
         [sid, "undelivered", "30003", c.accountSid, FROM, TO, "2010-04-01"],
       );
-      assert.equal(await isValidTwilioSignature(c.authToken, url, form, signature), true);
+      assert.equal(isValidTwilioSignature(c.authToken, url, form, signature), true);
       assert.equal(c.messages()[0].status, "undelivered");
     });
   });
@@ -169,7 +173,7 @@ Deno.test("another process can drive the catcher through its HTTP control API", 
         "delivered",
       ]);
       for (const r of received) {
-        assert.equal(await isValidTwilioSignature(c.authToken, url, r.form, r.signature), true);
+        assert.equal(isValidTwilioSignature(c.authToken, url, r.form, r.signature), true);
       }
 
       const reset = await control(c, "reset", {});
@@ -223,4 +227,154 @@ Deno.test("stopping the catcher ends a send it accepted but never answered", asy
   await catcher.stop();
   assert.equal(await sending, "connection closed");
   assert.equal(catcher.messages().length, 1);
+});
+
+function list(c: SmsCatcher, query: string, auth = `${c.accountSid}:${c.authToken}`) {
+  return fetch(`${c.url}/2010-04-01/Accounts/${c.accountSid}/Messages.json?${query}`, {
+    headers: { authorization: `Basic ${btoa(auth)}`, connection: "close" },
+  });
+}
+
+async function listJson(c: SmsCatcher, query: string) {
+  const res = await list(c, query);
+  assert.equal(res.status, 200);
+  return await res.json();
+}
+
+async function sendEach(c: SmsCatcher, messages: Record<string, string>[]): Promise<string[]> {
+  const sids: string[] = [];
+  for (const fields of messages) {
+    const res = await create(c, fields);
+    assert.equal(res.status, 201);
+    sids.push((await res.json()).sid);
+  }
+  return sids;
+}
+
+const OTHER = "+12015550124";
+const today = () => new Date().toISOString().slice(0, 10);
+const dayOffset = (days: number) =>
+  new Date(Date.now() + days * 86_400_000).toISOString().slice(0, 10);
+
+Deno.test("the Messages list filters by To, From and DateSent, newest first, in Twilio's shape", async () => {
+  await withCatcher(async (c) => {
+    const [first, second, third] = await sendEach(c, [
+      { ...SMS, Body: "one" },
+      { ...SMS, Body: "two", To: OTHER },
+      { ...SMS, Body: "three", From: "+12015550101" },
+    ]);
+    const all = await listJson(c, "");
+    assert.deepEqual(all.messages.map((m: { sid: string }) => m.sid), [third, second, first]);
+    const [m] = (await listJson(c, `To=${encodeURIComponent(OTHER)}`)).messages;
+    assert.equal(m.sid, second);
+    assert.equal(m.body, "two");
+    assert.equal(m.to, OTHER);
+    assert.equal(m.from, FROM);
+    assert.equal(m.status, "queued");
+    assert.equal(m.error_code, null);
+    assert.equal(m.direction, "outbound-api");
+    assert.match(m.date_created, /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} \+0000$/);
+    assert.match(m.date_sent, /\+0000$/);
+    const fromOther = await listJson(c, `From=${encodeURIComponent("+12015550101")}`);
+    assert.deepEqual(fromOther.messages.map((x: { sid: string }) => x.sid), [third]);
+
+    // DateSent>=YYYY-MM-DD and DateSent<=YYYY-MM-DD, both inclusive, as Twilio's docs put them.
+    const window = (q: Record<string, string>) =>
+      listJson(c, new URLSearchParams(q).toString()).then((j) => j.messages.length);
+    assert.equal(await window({ "DateSent>": today(), "DateSent<": today() }), 3);
+    assert.equal(await window({ DateSent: today() }), 3);
+    assert.equal(await window({ "DateSent>": dayOffset(1) }), 0);
+    assert.equal(await window({ "DateSent<": dayOffset(-1) }), 0);
+    // Written by hand, unencoded, the way Twilio's docs show it.
+    assert.equal((await listJson(c, `DateSent>=${today()}`)).messages.length, 3);
+    assert.equal((await listJson(c, `DateSent<=${dayOffset(-1)}`)).messages.length, 0);
+  });
+});
+
+Deno.test("the Messages list pages with next_page_uri until the last page", async () => {
+  await withCatcher(async (c) => {
+    const sids = await sendEach(c, ["a", "b", "c", "d", "e"].map((Body) => ({ ...SMS, Body })));
+    const seen: string[] = [];
+    let uri: string | null = `/2010-04-01/Accounts/${c.accountSid}/Messages.json?To=${
+      encodeURIComponent(TO)
+    }&PageSize=2`;
+    const pages: { page: number; page_size: number; start: number; end: number }[] = [];
+    while (uri) {
+      const res: Response = await fetch(`${c.url}${uri}`, {
+        headers: { authorization: `Basic ${btoa(`${c.accountSid}:${c.authToken}`)}` },
+      });
+      const json: {
+        page: number;
+        page_size: number;
+        start: number;
+        end: number;
+        messages: { sid: string }[];
+        next_page_uri: string | null;
+      } = await res.json();
+      pages.push({ page: json.page, page_size: json.page_size, start: json.start, end: json.end });
+      seen.push(...json.messages.map((m) => m.sid));
+      uri = json.next_page_uri;
+      if (uri) assert.match(uri, /To=%2B12015550123.*PageSize=2.*PageToken=PASM/);
+    }
+    assert.deepEqual(seen, [...sids].reverse());
+    assert.deepEqual(pages, [
+      { page: 0, page_size: 2, start: 0, end: 1 },
+      { page: 1, page_size: 2, start: 2, end: 3 },
+      { page: 2, page_size: 2, start: 4, end: 4 },
+    ]);
+  });
+});
+
+Deno.test("the Messages list refuses bad credentials, dates and page sizes like Twilio", async () => {
+  await withCatcher(async (c) => {
+    const wrong = await list(c, "", `${c.accountSid}:wrong`);
+    assert.equal(wrong.status, 401);
+    assert.equal((await wrong.json()).code, 20003);
+    for (const query of ["DateSent>=yesterday", "PageSize=0", "PageSize=1001", "PageToken=x"]) {
+      const res = await list(c, query);
+      assert.equal(res.status, 400, query);
+      assert.equal((await res.json()).code, 20001, query);
+    }
+  });
+});
+
+Deno.test("a connection dropped before creating records nothing; after creating, the message", async () => {
+  await withCatcher(async (c) => {
+    const attempt = () => create(c, SMS).then(() => "answered", () => "connection dropped");
+    await control(c, "behaviour", {
+      failNext: [{ dropConnection: true }, { dropConnection: true, afterCreate: true }],
+    }).then((r) => r.body?.cancel());
+    assert.equal(await attempt(), "connection dropped");
+    assert.equal(c.messages().length, 0);
+    assert.equal(await attempt(), "connection dropped");
+    assert.equal(c.messages().length, 1);
+    assert.equal((await listJson(c, "")).messages.length, 1);
+  });
+});
+
+Deno.test("a 500, 502 or 504 after creating: the error answer, and the message exists", async () => {
+  await withCatcher(async (c) => {
+    for (const httpStatus of [500, 502, 504]) {
+      const set = await control(c, "behaviour", { failNext: [{ httpStatus, afterCreate: true }] });
+      await set.body?.cancel();
+      const res = await create(c, { ...SMS, Body: `after ${httpStatus}` });
+      assert.equal(res.status, httpStatus);
+      assert.equal((await res.json()).status, httpStatus);
+    }
+    assert.deepEqual(c.messages().map((m) => m.body), ["after 500", "after 502", "after 504"]);
+    // Before creating (the default), the same answer leaves nothing behind.
+    c.setBehaviour({ failNext: [{ httpStatus: 500 }] });
+    assert.equal(await create(c, SMS).then((r) => r.body?.cancel().then(() => r.status)), 500);
+    assert.equal(c.messages().length, 3);
+  });
+});
+
+Deno.test("the control API refuses a failure that says neither a status nor a drop", async () => {
+  await withCatcher(async (c) => {
+    for (const failure of [{ afterCreate: true }, { httpStatus: 500, unknownOption: true }]) {
+      const res = await control(c, "behaviour", { failNext: [failure] });
+      assert.equal(res.status, 400, JSON.stringify(failure));
+      await res.body?.cancel();
+    }
+  });
 });
