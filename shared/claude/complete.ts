@@ -10,6 +10,8 @@ export interface CompleteRequest {
   system: string;
   user: string;
   maxTokens: number;
+  /** The request is abandoned after this long (the caller's deadline). */
+  timeoutMs?: number;
 }
 
 export interface ClaudeLog {
@@ -42,7 +44,7 @@ export function createCompleter(
       max_tokens: req.maxTokens,
       system: [{ type: "text", text: req.system, cache_control: { type: "ephemeral" } }],
       messages: [{ role: "user", content: req.user }],
-    });
+    }, req.timeoutMs === undefined ? undefined : { timeout: req.timeoutMs, maxRetries: 0 });
     const usage = normaliseUsage(res.usage);
     const text = res.content.map((block) => (block.type === "text" ? block.text : "")).join("");
     return {

@@ -3,9 +3,8 @@
 // delivery rule is decided by claim_messages; this loop only does the I/O.
 import { z } from "zod";
 import type { Sql } from "../db.ts";
-import { mapLimit } from "../concurrency.ts";
 import type { SendOutcome } from "../twilio/client.ts";
-import type { ClaudeLog, Complete } from "../claude/complete.ts";
+import type { ClaudeLog, Complete, CompleteRequest } from "../claude/complete.ts";
 import { writeClaudeLogs } from "../claude/actions_log.ts";
 import { backoffMs, RENDER_BACKOFF, SEND_BACKOFF } from "./backoff.ts";
 import {
@@ -25,6 +24,7 @@ const claimedMessage = z.object({
   priority: z.string(),
   message_data: z.unknown().nullable(),
   final_message: z.string().nullable(),
+  rendered_body: z.string().nullable(),
   requires_fresh_context: z.boolean(),
   created_at: z.string(),
   sequence_id: z.string().nullable(),
@@ -40,6 +40,7 @@ const claimResult = z.object({
   deferred: z.number(),
   expired: z.number(),
   cancelled: z.number(),
+  failed: z.number(),
   requeued: z.number(),
   unknown: z.number(),
 });
@@ -99,13 +100,6 @@ interface Result {
   retry_at?: string;
 }
 
-interface Prepared {
-  members: Claimed[];
-  bodies: string[];
-  /** Set when the unit must not be sent now. */
-  results?: Result[];
-}
-
 export function emptyDeliverySummary(): DeliverySummary {
   return {
     claimed: 0,
@@ -127,65 +121,64 @@ export async function deliverDueMessages(
   opts: DeliveryOptions,
 ): Promise<DeliverySummary> {
   const summary = emptyDeliverySummary();
-  while (deps.now() < opts.deadline) {
-    const [{ claim }] = await deps.sql<{ claim: unknown }[]>`
-      select public.claim_messages(${opts.batchSize}, ${opts.leaseSeconds}) as claim`;
-    const batch = claimResult.parse(claim);
-    summary.deferred += batch.deferred;
-    summary.expired += batch.expired;
-    summary.cancelled += batch.cancelled;
-    summary.requeued += batch.requeued;
-    summary.unknown += batch.unknown;
-    const didSomething = batch.messages.length + batch.deferred + batch.expired + batch.cancelled;
-    if (batch.messages.length > 0) {
-      summary.batches++;
-      summary.claimed += batch.messages.length;
-      await deliverBatch(deps, opts, batch.claim_token, batch.messages, summary);
+  const logs: ClaudeLog[] = [];
+  // Claimed units not yet started. Workers take them one at a time, so a slow
+  // render holds up only its own unit; a new batch is claimed when none is left.
+  const ready: ClaimedUnit[] = [];
+  let exhausted = false;
+  let claiming: Promise<void> | null = null;
+  const refill = () =>
+    claiming ??= claimBatch(deps, opts, summary).then((units) => {
+      ready.push(...units.ready);
+      if (!units.progressed) exhausted = true;
+    }).finally(() => (claiming = null));
+  const worker = async () => {
+    for (;;) {
+      const unit = ready.shift();
+      if (unit) {
+        await deliverUnit(deps, opts, unit, summary, logs);
+        continue;
+      }
+      if (exhausted || deps.now() >= opts.deadline) return;
+      await refill();
     }
-    if (didSomething === 0) break;
+  };
+  try {
+    await Promise.all(Array.from({ length: opts.concurrency }, worker));
+  } finally {
+    if (logs.length) await writeClaudeLogs(deps.sql, logs);
   }
   return summary;
 }
 
-async function deliverBatch(
+interface ClaimedUnit {
+  token: string;
+  members: Claimed[];
+}
+
+/** One claim_messages call; `progressed` is false when it found nothing to decide. */
+async function claimBatch(
   deps: DeliveryDeps,
   opts: DeliveryOptions,
-  token: string,
-  messages: Claimed[],
   summary: DeliverySummary,
-): Promise<void> {
-  const claudeLogs: ClaudeLog[] = [];
-  const units = groupUnits(messages);
-  const prepared = await mapLimit(
-    units,
-    opts.concurrency,
-    (members) => prepareUnit(deps, opts, members, claudeLogs),
-  );
-
-  const results: Result[] = prepared.flatMap((p) => p.results ?? []);
-  const toSend = prepared.filter((p) => !p.results);
-  const items = toSend.flatMap((p) => p.members.map((m, i) => ({ id: m.id, body: p.bodies[i] })));
-  const [{ allowed }] = items.length
-    ? await deps.sql<{ allowed: string[] }[]>`
-        select public.start_sending(${token}, ${JSON.stringify(items)}::text::jsonb) as allowed`
-    : [{ allowed: [] as string[] }];
-  const mayGo = new Set(allowed);
-
-  const sendResults = await mapLimit(
-    toSend,
-    opts.concurrency,
-    (unit) => sendUnit(deps, unit, mayGo),
-  );
-  results.push(...sendResults.flat());
-
-  const [{ counts }] = await deps.sql<{ counts: Record<string, number> }[]>`
-    select public.complete_messages(${token}, ${JSON.stringify(results)}::text::jsonb) as counts`;
-  summary.sent += counts.sent ?? 0;
-  summary.superseded += counts.superseded ?? 0;
-  summary.failed += (counts.failed ?? 0) + (counts.opted_out ?? 0);
-  summary.retried += (counts.retry ?? 0) + (counts.render_retry ?? 0);
-  summary.unknown += counts.unknown ?? 0;
-  if (claudeLogs.length) await writeClaudeLogs(deps.sql, claudeLogs);
+): Promise<{ ready: ClaimedUnit[]; progressed: boolean }> {
+  const [{ claim }] = await deps.sql<{ claim: unknown }[]>`
+    select public.claim_messages(${opts.batchSize}, ${opts.leaseSeconds}) as claim`;
+  const batch = claimResult.parse(claim);
+  summary.deferred += batch.deferred;
+  summary.expired += batch.expired;
+  summary.cancelled += batch.cancelled;
+  summary.failed += batch.failed;
+  summary.requeued += batch.requeued;
+  summary.unknown += batch.unknown;
+  if (batch.messages.length > 0) summary.batches++;
+  summary.claimed += batch.messages.length;
+  const decided = batch.messages.length + batch.deferred + batch.expired + batch.cancelled +
+    batch.failed;
+  return {
+    ready: groupUnits(batch.messages).map((members) => ({ token: batch.claim_token, members })),
+    progressed: decided > 0,
+  };
 }
 
 /** A standalone message, or a whole sequence in position order. */
@@ -203,17 +196,103 @@ function groupUnits(messages: Claimed[]): Claimed[][] {
 const retryAt = (deps: DeliveryDeps, delayMs: number) =>
   new Date(deps.now() + delayMs).toISOString();
 
-function allMembers(members: Claimed[], result: Omit<Result, "id">): Prepared {
-  return { members, bodies: [], results: members.map((m) => ({ id: m.id, ...result })) };
+/** Prepares one unit, then sends its members one after another, each recorded at once. */
+async function deliverUnit(
+  deps: DeliveryDeps,
+  opts: DeliveryOptions,
+  unit: ClaimedUnit,
+  summary: DeliverySummary,
+  logs: ClaudeLog[],
+): Promise<void> {
+  const prepared = deps.now() >= opts.deadline
+    ? { results: unit.members.map((m) => release(deps, m)) }
+    : await prepareUnit(deps, opts, unit, logs);
+  if ("results" in prepared) {
+    await complete(deps, unit.token, prepared.results, summary);
+    return;
+  }
+  for (const [i, m] of unit.members.entries()) {
+    const rest = unit.members.slice(i);
+    if (deps.now() >= opts.deadline) {
+      await complete(deps, unit.token, rest.map((r) => release(deps, r)), summary);
+      return;
+    }
+    const verdict = await startSending(deps.sql, unit.token, m.id, prepared.bodies[i]);
+    if (verdict !== "go") {
+      tallyRefusal(summary, verdict);
+      await complete(deps, unit.token, rest.slice(1).map((r) => release(deps, r)), summary);
+      return;
+    }
+    const result = toResult(
+      deps,
+      m,
+      await deps.sendSms({
+        to: m.to,
+        body: prepared.bodies[i],
+        statusCallback: deps.statusCallbackUrl(m.id),
+      }),
+    );
+    // After a member that did not go, the rest of its sequence waits with it.
+    const after = result.outcome === "sent"
+      ? []
+      : rest.slice(1).map((r) => release(deps, r, result.retry_at));
+    await complete(deps, unit.token, [result, ...after], summary);
+    if (result.outcome !== "sent") return;
+  }
 }
 
+type StartVerdict = "go" | "cancelled" | "expired" | "deferred" | "lost";
+
+/** Marks one message just before its own request; anything but "go" means do not send. */
+async function startSending(
+  sql: Sql,
+  token: string,
+  id: string,
+  body: string,
+): Promise<StartVerdict> {
+  const [{ verdict }] = await sql<{ verdict: StartVerdict }[]>`
+    select public.start_sending(${token}, ${id}, ${body}) as verdict`;
+  return verdict;
+}
+
+function tallyRefusal(summary: DeliverySummary, verdict: Exclude<StartVerdict, "go">): void {
+  if (verdict === "cancelled") summary.cancelled++;
+  else if (verdict === "expired") summary.expired++;
+  else if (verdict === "deferred") summary.deferred++;
+}
+
+async function complete(
+  deps: DeliveryDeps,
+  token: string,
+  results: Result[],
+  summary: DeliverySummary,
+): Promise<void> {
+  if (results.length === 0) return;
+  const [{ counts }] = await deps.sql<{ counts: Record<string, number> }[]>`
+    select public.complete_messages(${token}, ${JSON.stringify(results)}::text::jsonb) as counts`;
+  summary.sent += counts.sent ?? 0;
+  summary.superseded += counts.superseded ?? 0;
+  summary.failed += (counts.failed ?? 0) + (counts.opted_out ?? 0);
+  summary.retried += (counts.retry ?? 0) + (counts.render_retry ?? 0);
+  summary.unknown += counts.unknown ?? 0;
+}
+
+function release(deps: DeliveryDeps, m: Claimed, at?: string): Result {
+  return { id: m.id, outcome: "release", retry_at: at ?? retryAt(deps, 0) };
+}
+
+function allMembers(members: Claimed[], result: Omit<Result, "id">): { results: Result[] } {
+  return { results: members.map((m) => ({ id: m.id, ...result })) };
+}
+
+/** The bodies to send, or the results that say why the unit does not go now. */
 async function prepareUnit(
   deps: DeliveryDeps,
   opts: DeliveryOptions,
-  members: Claimed[],
+  unit: ClaimedUnit,
   logs: ClaudeLog[],
-): Promise<Prepared> {
-  if (deps.now() >= opts.deadline) return allMembers(members, { outcome: "release" });
+): Promise<{ bodies: string[] } | { results: Result[] }> {
+  const { members, token } = unit;
   const renderRetry = (error: string) =>
     allMembers(members, {
       outcome: "render_retry",
@@ -223,16 +302,20 @@ async function prepareUnit(
         backoffMs(RENDER_BACKOFF, members[0].render_attempts + 1, deps.random),
       ),
     });
+  // Each Claude call ends by the run's deadline, so it never outlives the lease.
+  const ask = (req: Omit<CompleteRequest, "timeoutMs">) =>
+    deps.complete!({ ...req, timeoutMs: Math.max(1_000, opts.deadline - deps.now()) });
 
   const bodies: string[] = [];
   for (const m of members) {
-    if (m.final_message !== null) {
-      bodies.push(m.final_message);
+    const kept = m.final_message ?? m.rendered_body;
+    if (kept !== null) {
+      bodies.push(kept);
       continue;
     }
     if (!deps.complete) return renderRetry("no Claude configuration to render message_data");
     try {
-      const res = await deps.complete({
+      const res = await ask({
         model: deps.renderModel,
         system: RENDER_SYSTEM,
         user: renderPrompt(m.agent_id, m.message_data),
@@ -241,6 +324,7 @@ async function prepareUnit(
       logs.push({ ...res.log, userId: m.user_id, action: "render_message" });
       const body = acceptRendered(res.text);
       if (!body) return renderRetry("the rendered text was not plain SMS prose");
+      await deps.sql`select public.keep_rendered_body(${token}, ${m.id}, ${body})`;
       bodies.push(body);
     } catch (err) {
       return renderRetry(`render failed: ${errorMessage(err)}`);
@@ -252,7 +336,7 @@ async function prepareUnit(
     if (!deps.complete) return renderRetry("no Claude configuration for the freshness check");
     try {
       const since = await eventsSince(deps.sql, m.user_id, m.created_at);
-      const res = await deps.complete({
+      const res = await ask({
         model: deps.renderModel,
         system: FRESHNESS_SYSTEM,
         user: freshnessPrompt(bodies[i], m.created_at, since),
@@ -271,7 +355,7 @@ async function prepareUnit(
       return renderRetry(`freshness check failed: ${errorMessage(err)}`);
     }
   }
-  return { members, bodies };
+  return { bodies };
 }
 
 async function eventsSince(sql: Sql, userId: string, since: string) {
@@ -283,29 +367,6 @@ async function eventsSince(sql: Sql, userId: string, since: string) {
     (select created_at::text, direction || ' SMS', left(body, 500)
        from public.messages where user_id = ${userId} and created_at > ${since})
     order by at limit 20`;
-}
-
-/** Members go one after another; after one that did not go, the rest wait. */
-async function sendUnit(deps: DeliveryDeps, unit: Prepared, mayGo: Set<string>): Promise<Result[]> {
-  const results: Result[] = [];
-  let stopped: Omit<Result, "id"> | null = null;
-  for (const [i, m] of unit.members.entries()) {
-    if (stopped || !mayGo.has(m.id)) {
-      // Not sent: back to the queue (an opted-out user's are cancelled there).
-      stopped ??= { outcome: "release", retry_at: retryAt(deps, 0) };
-      results.push({ id: m.id, outcome: "release", retry_at: stopped.retry_at });
-      continue;
-    }
-    const outcome = await deps.sendSms({
-      to: m.to,
-      body: unit.bodies[i],
-      statusCallback: deps.statusCallbackUrl(m.id),
-    });
-    const result = toResult(deps, m, outcome);
-    results.push(result);
-    if (result.outcome !== "sent") stopped = { outcome: "release", retry_at: result.retry_at };
-  }
-  return results;
 }
 
 function toResult(deps: DeliveryDeps, m: Claimed, outcome: SendOutcome): Result {

@@ -3,7 +3,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 set search_path = public, extensions;
-select plan(40);
+select plan(47);
 
 -- Anything other tests left due waits, so only this file's users are claimed.
 update message_queue set next_attempt_at = now() + interval '10 years' where status = 'queued';
@@ -13,8 +13,8 @@ create temp table t_now as
 
 insert into users (id, phone_number, timezone, quiet_hours_start, quiet_hours_end,
                    daily_message_limit, hourly_message_limit, last_inbound_at) values
-  -- a: no quiet hours, 3 a day, 2 an hour
-  ('00000000-0000-4000-8000-00000000c0a1', '+12015550131', 'UTC', '00:00', '00:00', 3, 2, null),
+  -- a: no quiet hours, 3 a day
+  ('00000000-0000-4000-8000-00000000c0a1', '+12015550131', 'UTC', '00:00', '00:00', 3, 10, null),
   -- b: inside quiet hours now
   ('00000000-0000-4000-8000-00000000c0b1', '+12015550132', 'UTC',
    ((select utc_local from t_now) - interval '1 hour')::time, ((select utc_local from t_now) + interval '2 hours')::time, 10, 10, null),
@@ -25,7 +25,9 @@ insert into users (id, phone_number, timezone, quiet_hours_start, quiet_hours_en
   -- d: one capped unit a day, many urgent
   ('00000000-0000-4000-8000-00000000c0d1', '+12015550134', 'Asia/Tokyo', '00:00', '00:00', 1, 10, null),
   -- e: sequences
-  ('00000000-0000-4000-8000-00000000c0e1', '+12015550135', 'UTC', '00:00', '00:00', 10, 10, null);
+  ('00000000-0000-4000-8000-00000000c0e1', '+12015550135', 'UTC', '00:00', '00:00', 10, 10, null),
+  -- f: 2 an hour
+  ('00000000-0000-4000-8000-00000000c0f1', '+12015550136', 'UTC', '00:00', '00:00', 10, 2, null);
 
 select enqueue_message('00000000-0000-4000-8000-00000000c0a1', 'test', 'low', null, 'a low');
 select enqueue_message('00000000-0000-4000-8000-00000000c0a1', 'test', 'high', null, 'a high');
@@ -41,23 +43,33 @@ select enqueue_message('00000000-0000-4000-8000-00000000c0e1', 'test', 'medium',
                        p_sequence_id := '00000000-0000-4000-8000-0000000005e1',
                        p_sequence_position := i, p_sequence_total := 3)
   from generate_series(1, 2) i;
+select enqueue_message('00000000-0000-4000-8000-00000000c0f1', 'test', 'medium', null, 'f ' || i,
+                       p_scheduled_for := now() - make_interval(mins => 10 - i))
+  from generate_series(1, 3) i;
 
 create temp table claim1 as select claim_messages(100, 60) as c;
 create function pg_temp.st(p_body text) returns text language sql as
   $$ select status from public.message_queue where final_message = p_body $$;
 
--- Priorities and caps
+-- Priorities and caps: an urgent message spends one of the day's 3 units too
 select is(pg_temp.st('a urgent'), 'sending', 'urgent goes');
 select is(pg_temp.st('a high'), 'sending', 'high goes');
 select is(pg_temp.st('a medium'), 'sending', 'medium goes');
-select is(pg_temp.st('a low'), 'queued', 'low waits: the hourly cap of 2 is spent on higher priorities');
-select is((select status_reason from message_queue where final_message = 'a low'),
-  'deferred: hourly limit reached', 'saying why');
-select is((select next_attempt_at from message_queue where final_message = 'a low'), now() + interval '1 hour',
-  'until the oldest unit leaves the rolling hour');
+select is(pg_temp.st('a low'), 'queued', 'low waits: the urgent one and the two highest others spent the day');
+select is((select wait_reason from message_queue where final_message = 'a low'), 'daily_cap', 'saying why');
+select is((select next_attempt_at from message_queue where final_message = 'a low'),
+  date_trunc('day', now() at time zone 'UTC') at time zone 'UTC' + interval '1 day',
+  'until the next local midnight');
 select is((select (units_used, urgent_used)::text from user_message_budget
-            where user_id = '00000000-0000-4000-8000-00000000c0a1'), '(2,1)',
-  'two capped units and one urgent are spent');
+            where user_id = '00000000-0000-4000-8000-00000000c0a1'), '(3,1)',
+  'three units are spent, one of them urgent');
+select is((select count(*)::int from message_queue
+            where user_id = '00000000-0000-4000-8000-00000000c0f1' and status = 'sending'), 2,
+  'two an hour go');
+select is(pg_temp.st('f 3'), 'queued', 'the third waits');
+select is((select wait_reason from message_queue where final_message = 'f 3'), 'hourly_cap', 'for the hourly cap');
+select is((select next_attempt_at from message_queue where final_message = 'f 3'), now() + interval '1 hour',
+  'until the oldest unit leaves the rolling hour');
 
 -- Quiet hours
 select is(pg_temp.st('b medium'), 'queued', 'inside quiet hours a medium message waits');
@@ -68,8 +80,9 @@ select is(pg_temp.st('c medium'), 'sending', 'an active user (inbound SMS in the
 
 -- The urgent ceiling and the local day
 select is((select count(*)::int from message_queue
-            where user_id = '00000000-0000-4000-8000-00000000c0d1' and status = 'sending'), 6,
-  'five urgent go as urgent and the sixth goes like high (1 capped unit a day)');
+            where user_id = '00000000-0000-4000-8000-00000000c0d1' and status = 'sending'), 5,
+  'five urgent go, past the day''s one unit');
+select is(pg_temp.st('d urgent 6'), 'queued', 'the sixth waits like high: the day is spent');
 select is(pg_temp.st('d urgent 7'), 'queued', 'the seventh waits');
 select is((select next_attempt_at from message_queue where final_message = 'd urgent 7'),
   local_to_instant(((now() at time zone 'Asia/Tokyo')::date + 1)::timestamp, 'Asia/Tokyo'),
@@ -77,13 +90,15 @@ select is((select next_attempt_at from message_queue where final_message = 'd ur
 select is((select local_date from user_message_budget where user_id = '00000000-0000-4000-8000-00000000c0d1'),
   (now() at time zone 'Asia/Tokyo')::date, 'the budget day is the user''s local day');
 select is((select (units_used, urgent_used)::text from user_message_budget
-            where user_id = '00000000-0000-4000-8000-00000000c0d1'), '(1,5)', 'five urgent and one capped unit');
+            where user_id = '00000000-0000-4000-8000-00000000c0d1'), '(5,5)',
+  'five units, all urgent');
 
 -- Sequences
 select is(pg_temp.st('e seq 1'), 'queued', 'an incomplete sequence does not go');
-select is((select status_reason from message_queue where final_message = 'e seq 1'),
-  'waiting for the rest of the sequence', 'it waits for the rest');
-update message_queue set next_attempt_at = now() where sequence_id = '00000000-0000-4000-8000-0000000005e1';
+select is((select wait_reason from message_queue where final_message = 'e seq 1'),
+  'sequence_incomplete', 'it waits for the rest');
+select cmp_ok((select next_attempt_at from message_queue where final_message = 'e seq 1'), '>', now(),
+  'and is not looked at again every claim');
 select enqueue_message('00000000-0000-4000-8000-00000000c0e1', 'test', 'medium', null, 'e seq 3',
                        p_sequence_id := '00000000-0000-4000-8000-0000000005e1',
                        p_sequence_position := 3, p_sequence_total := 3);
@@ -97,7 +112,7 @@ select is(
   (select array_agg(m ->> 'sequence_position' order by ord)::text
      from claim2, jsonb_array_elements(c -> 'messages') with ordinality as x(m, ord)
     where m ->> 'sequence_id' = '00000000-0000-4000-8000-0000000005e1'),
-  '{1,2,3}', 'in position order');
+  '{1,2,3}', 'in position order: the last member woke the others');
 
 -- Expiry
 select enqueue_message('00000000-0000-4000-8000-00000000c0e1', 'test', 'medium', null, 'e stale',
@@ -108,12 +123,13 @@ select is(pg_temp.st('e stale'), 'expired', 'past its expiry a message is expire
 
 -- Outcomes
 create temp table a_token as select (c ->> 'claim_token')::uuid as t from claim1;
-select start_sending((select t from a_token), jsonb_build_array(
-  jsonb_build_object('id', (select id from message_queue where final_message = 'a high'), 'body', 'a high'),
-  jsonb_build_object('id', (select id from message_queue where final_message = 'a medium'), 'body', 'a medium')));
+select is(
+  (select array_agg(start_sending((select t from a_token), id, final_message) order by final_message)::text
+     from message_queue where final_message in ('a high', 'a medium')),
+  '{go,go}', 'start_sending lets what this claim holds go');
 select is(
   (select count(*)::int from message_queue where final_message in ('a high', 'a medium')
-      and send_started_at is not null), 2, 'start_sending marks what this claim may send');
+      and send_started_at is not null), 2, 'and marks it');
 select complete_messages((select t from a_token), jsonb_build_array(
   jsonb_build_object('id', (select id from message_queue where final_message = 'a high'),
                      'outcome', 'sent', 'twilio_sid', 'SM' || repeat('a', 32), 'from', '+12015550100'),
@@ -125,7 +141,7 @@ select is((select (direction, twilio_sid, body)::text from messages where twilio
 select is(pg_temp.st('a medium'), 'queued', 'a definite refusal goes back to the queue');
 select is((select next_attempt_at from message_queue where final_message = 'a medium'),
   now() + interval '5 minutes', 'for its backoff');
-select is((select units_used from user_message_budget where user_id = '00000000-0000-4000-8000-00000000c0a1'), 1,
+select is((select units_used from user_message_budget where user_id = '00000000-0000-4000-8000-00000000c0a1'), 2,
   'and gives its unit back');
 
 -- Status callbacks: final states are never taken back

@@ -4,7 +4,12 @@ import { createCompleter } from "../../../shared/claude/complete.ts";
 import { loadConfig } from "../../../shared/config.ts";
 import { connect } from "../../../shared/db.ts";
 import { logInfo } from "../../../shared/log.ts";
-import { sendSms, twilioConfigFromEnv } from "../../../shared/twilio/client.ts";
+import {
+  lookUpSentMessage,
+  sendSms,
+  twilioConfigFromEnv,
+  unknownReconcileAfterSecondsFromEnv,
+} from "../../../shared/twilio/client.ts";
 import { createProcessQueueHandler } from "./handler.ts";
 import { runProcessQueue } from "./run.ts";
 
@@ -13,6 +18,7 @@ const config = loadConfig(env);
 const twilio = twilioConfigFromEnv(env);
 const claude = claudeFromEnv(env);
 const voice = voiceConfigFromEnv(env);
+const reconcileAfterSeconds = unknownReconcileAfterSecondsFromEnv(env);
 const sql = connect(config.SUPABASE_DB_URL, 4);
 const functionsUrl = `${config.SUPABASE_URL ?? ""}/functions/v1`;
 
@@ -30,6 +36,12 @@ Deno.serve(createProcessQueueHandler({
           fetch,
           random: Math.random,
           log: (message, fields) => logInfo("process-queue", message, fields),
+        }
+        : null,
+      reconcile: twilio
+        ? {
+          afterSeconds: reconcileAfterSeconds,
+          lookUp: (sms) => lookUpSentMessage(twilio, sms, { fetch }),
         }
         : null,
       delivery: twilio

@@ -3,6 +3,11 @@
 import type { Sql } from "../../../shared/db.ts";
 import { redispatchAnalysisJobs } from "../../../shared/analysis/jobs.ts";
 import {
+  type ReconcileDeps,
+  reconcileUnknownMessages,
+  type ReconcileSummary,
+} from "../../../shared/delivery/reconcile.ts";
+import {
   type CallDispatchDeps,
   type CallDispatchSummary,
   dispatchDueCalls,
@@ -29,6 +34,10 @@ export interface RunSummary extends DeliverySummary {
   calls_retried: number;
   calls_failed: number;
   analyses_redispatched: number;
+  reconciled_found: number;
+  reconciled_resent: number;
+  reconciled_failed: number;
+  reconcile_unresolved: number;
   duration_ms: number;
 }
 
@@ -38,12 +47,15 @@ export interface RunDeps {
   delivery: Omit<DeliveryDeps, "sql" | "now"> | null;
   /** Null when VOICE_DISPATCH_URL is not set: calls then stay pending. */
   calls: Omit<CallDispatchDeps, "sql" | "now"> | null;
+  /** Null when Twilio is not configured: unknown outcomes then wait. */
+  reconcile: (Omit<ReconcileDeps, "sql" | "now"> & { afterSeconds: number }) | null;
   now: () => number;
   concurrency: number;
   leaseSeconds: number;
 }
 
 const NO_CALLS: CallDispatchSummary = { dispatched: 0, retried: 0, failed: 0 };
+const NO_RECONCILE: ReconcileSummary = { found: 0, resent: 0, failed: 0, unresolved: 0 };
 
 export async function runProcessQueue(deps: RunDeps, req: RunRequest): Promise<RunSummary> {
   const started = deps.now();
@@ -62,6 +74,15 @@ export async function runProcessQueue(deps: RunDeps, req: RunRequest): Promise<R
         timeoutMs: 10_000,
       })
       : NO_CALLS;
+    // Unknown outcomes before delivery, so what Twilio never got goes out in this run.
+    const reconciled = deps.reconcile
+      ? await reconcileUnknownMessages({ ...deps.reconcile, sql: deps.sql, now: deps.now }, {
+        afterSeconds: deps.reconcile.afterSeconds,
+        deadline,
+        batchSize: 50,
+        concurrency: deps.concurrency,
+      })
+      : NO_RECONCILE;
     const delivery = deps.delivery
       ? await deliverDueMessages({ ...deps.delivery, sql: deps.sql, now: deps.now }, {
         deadline,
@@ -80,6 +101,10 @@ export async function runProcessQueue(deps: RunDeps, req: RunRequest): Promise<R
       calls_retried: calls.retried,
       calls_failed: calls.failed,
       analyses_redispatched: analyses,
+      reconciled_found: reconciled.found,
+      reconciled_resent: reconciled.resent,
+      reconciled_failed: reconciled.failed,
+      reconcile_unresolved: reconciled.unresolved,
       duration_ms: Math.round(deps.now() - started),
     };
     await deps.sql`

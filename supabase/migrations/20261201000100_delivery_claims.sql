@@ -1,0 +1,950 @@
+-- Delivery, second round (issue 7): claims that nothing can stall, strand or
+-- double. claim_messages is rebuilt from small functions, each with one job:
+--   rescue_lapsed_leases   leases that ran out: requeue, or unknown if sending began
+--   lock_delivery_users    users with due work, locked SKIP LOCKED, urgent ones too
+--   delivery_user_states   budgets, quiet hours and opt-out of the locked users
+--   due_units              a user's first due units in priority order, bounded
+--   decide_delivery        the rule: claim, defer, expire, cancel or fail one unit
+-- and sends are marked one message at a time (start_sending), just before each
+-- message's own Twilio request, with every rule checked again there.
+--
+-- The life of a message_queue row (status). Written once, here; the README has
+-- the same as a diagram.
+--
+--   queued ──claim──▶ sending ──start_sending + Twilio accepted──▶ sent ──callback──▶ delivered
+--     │  ▲              │  │                                         └──callback──▶ failed
+--     │  │              │  ├─ Twilio refused for good (4xx) ───────────────────────▶ failed
+--     │  │              │  ├─ 21610 ─────────────────────────────▶ failed (user opted out)
+--     │  │              │  ├─ send outcome not known (timeout, dropped, 500/502/504) ─▶ unknown
+--     │  │              │  ├─ freshness check says no longer relevant ─────────────▶ superseded
+--     │  │              │  ├─ at send time: opted out ▶ cancelled, expired ▶ expired,
+--     │  │              │  │   superseded by a newer message ▶ superseded
+--     │  └──────────────┘  └─ at send time in quiet hours, 429/503, render failed,
+--     │   (lease lapsed before its send began, or released: back to queued)
+--     ├─ newer message with the same supersede key ─▶ superseded
+--     ├─ past expires_at ─▶ expired      ├─ user opted out ─▶ cancelled
+--     ├─ a sequence member was dropped ─▶ cancelled
+--     └─ sequence could not complete in time, or retries exhausted ─▶ failed
+--
+--   unknown ──status callback, or found in Twilio's message list──▶ sent / delivered / failed
+--   unknown ──certainly absent from Twilio's list, first time──▶ queued (sent again, once)
+--   unknown ──absent again after that resend──▶ failed
+--
+-- Final: delivered, failed, superseded, expired, cancelled. While a row waits in
+-- queued, wait_reason says why (never read back from status_reason, which is
+-- prose for people) and next_attempt_at says when it is looked at again.
+
+-- Settings an operator may change: one row per name ------------------------------
+create table public.orchestrator_settings (
+  name text primary key,
+  value integer not null,
+  description text not null
+);
+alter table public.orchestrator_settings enable row level security;
+revoke all on table public.orchestrator_settings from anon, authenticated;
+grant all on table public.orchestrator_settings to service_role;
+create policy orchestrator_settings_no_client_access on public.orchestrator_settings
+  as restrictive for all to anon, authenticated using (false) with check (false);
+
+insert into public.orchestrator_settings (name, value, description) values
+  ('max_queued_per_user', 1000, 'queued messages one user may hold; enqueue_message refuses past it'),
+  ('sequence_timeout_minutes', 360, 'a sequence that cannot go out whole within this long after its first member was queued ends failed');
+
+create or replace function public.setting(p_name text) returns integer
+language sql stable set search_path = '' as $$
+  select value from public.orchestrator_settings where name = p_name
+$$;
+
+-- New columns and indexes ----------------------------------------------------------
+alter table public.message_queue
+  add column wait_reason text constraint message_queue_wait_reason check (wait_reason in (
+    'quiet_hours', 'daily_cap', 'hourly_cap', 'sequence_incomplete', 'sequence_in_flight',
+    'sequence_not_due', 'send_retry', 'render_retry', 'reconcile'
+  )),
+  add column resends smallint not null default 0;
+
+create unique index message_queue_sequence_position_idx
+  on public.message_queue (sequence_id, sequence_position) where sequence_id is not null;
+-- A user's due work in the order it goes out, so a claim reads only the first rows.
+create index message_queue_user_order_idx
+  on public.message_queue (user_id, priority_rank, scheduled_for, created_at, id)
+  where status = 'queued';
+-- Urgent work is looked for on its own, so a backlog elsewhere never hides it.
+create index message_queue_urgent_due_idx on public.message_queue (next_attempt_at)
+  where status = 'queued' and priority_rank = 0;
+create index message_queue_unknown_idx on public.message_queue (next_attempt_at)
+  where status = 'unknown';
+create index message_queue_failed_idx on public.message_queue (updated_at)
+  where status = 'failed';
+-- Urgent units count toward the rolling hour too.
+drop index public.message_queue_hourly_units_idx;
+create index message_queue_hourly_units_idx on public.message_queue (user_id, unit_spent_at)
+  where unit_kind is not null;
+
+-- Budget units ------------------------------------------------------------------------
+-- Gives back the unit a message spent (it did not reach the user). An urgent unit
+-- also counted toward the day's total.
+create or replace function public.refund_units(p_ids uuid[]) returns void
+language sql security definer set search_path = '' as $$
+  with spent as (
+    select id, user_id, unit_kind, unit_local_date
+      from public.message_queue
+     where id = any(p_ids) and unit_kind is not null
+  ), cleared as (
+    update public.message_queue m
+       set updated_at = now(), unit_kind = null, unit_spent_at = null, unit_local_date = null
+      from spent s
+     where m.id = s.id
+  )
+  update public.user_message_budget b
+     set units_used = greatest(b.units_used - x.units, 0),
+         urgent_used = greatest(b.urgent_used - x.urgent, 0),
+         updated_at = now()
+    from (
+      select user_id, unit_local_date, count(*)::int as units,
+             count(*) filter (where unit_kind = 'urgent')::int as urgent
+        from spent group by user_id, unit_local_date
+    ) x
+   where b.user_id = x.user_id and b.local_date = x.unit_local_date
+$$;
+
+-- 1. Lapsed leases ------------------------------------------------------------------
+-- Before its send began nothing left: requeue and give the unit back. After
+-- it, the outcome is unknown: never sent again blindly; reconciliation decides.
+create or replace function public.rescue_lapsed_leases(p_now timestamptz)
+returns jsonb
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_requeued uuid[];
+  v_unknown integer;
+begin
+  with lapsed as (
+    select id, send_started_at from public.message_queue
+     where status = 'sending' and locked_until < p_now
+     for update skip locked
+  ), requeued as (
+    update public.message_queue m
+       set updated_at = now(), status = 'queued', locked_until = null, claim_token = null,
+           next_attempt_at = p_now, wait_reason = null,
+           status_reason = 'the processor stopped before sending; requeued'
+      from lapsed l
+     where m.id = l.id and l.send_started_at is null
+    returning m.id
+  ), unknown as (
+    update public.message_queue m
+       set updated_at = now(), status = 'unknown', locked_until = null, next_attempt_at = p_now,
+           wait_reason = 'reconcile',
+           status_reason = 'the processor stopped after the send began; reconciled from Twilio'
+      from lapsed l
+     where m.id = l.id and l.send_started_at is not null
+    returning m.id
+  )
+  select coalesce((select array_agg(id) from requeued), '{}'), (select count(*)::int from unknown)
+    into v_requeued, v_unknown;
+  perform public.refund_units(v_requeued);
+  return jsonb_build_object('requeued', cardinality(v_requeued), 'unknown', v_unknown);
+end
+$$;
+
+-- 2. Users with due work ------------------------------------------------------------
+-- The users of the oldest due rows and of any due urgent row, that no other
+-- processor holds (SKIP LOCKED: overlapping runs share users, never wait).
+-- Reads at most 5 x p_limit index entries, whatever the backlog.
+create or replace function public.lock_delivery_users(p_limit integer, p_now timestamptz)
+returns uuid[]
+language sql security definer set search_path = '' as $$
+  with candidates as (
+    select user_id, min(next_attempt_at) as first_due from (
+      (select user_id, next_attempt_at from public.message_queue
+        where status = 'queued' and priority_rank = 0 and next_attempt_at <= p_now
+        order by next_attempt_at limit p_limit)
+      union all
+      (select user_id, next_attempt_at from public.message_queue
+        where status = 'queued' and next_attempt_at <= p_now
+        order by next_attempt_at limit p_limit * 4)
+    ) d
+    group by user_id
+  ), locked as (
+    select u.id from public.users u join candidates c on c.user_id = u.id
+     order by c.first_due, u.id
+     limit p_limit
+       for no key update of u skip locked
+  )
+  select coalesce(array_agg(id), '{}') from locked
+$$;
+
+-- 3. What each locked user may receive now ---------------------------------------------
+create type public.delivery_user_state as (
+  user_id uuid,
+  tz text,
+  quiet_start time,
+  quiet_end time,
+  -- When the quiet hours that hold now end; null outside them or while the
+  -- user is active (an inbound SMS in the last 10 minutes).
+  quiet_until timestamptz,
+  opted_out boolean,
+  local_day date,
+  daily_limit integer,
+  hourly_limit integer,
+  daily_used integer,
+  hour_used integer,
+  oldest_spend timestamptz,
+  urgent_used integer
+);
+
+create or replace function public.delivery_user_states(p_users uuid[], p_now timestamptz)
+returns setof public.delivery_user_state
+language sql stable security definer set search_path = '' as $$
+  select u.id, u.timezone, u.quiet_hours_start, u.quiet_hours_end,
+         case when coalesce(u.last_inbound_at > p_now - interval '10 minutes', false) then null
+              else public.quiet_hours_end(p_now, u.timezone, u.quiet_hours_start, u.quiet_hours_end)
+         end,
+         u.sms_opted_out_at is not null,
+         (p_now at time zone u.timezone)::date,
+         u.daily_message_limit, u.hourly_message_limit,
+         coalesce(b.units_used, 0), h.hour_used, h.oldest_spend, coalesce(b.urgent_used, 0)
+    from public.users u
+    left join public.user_message_budget b
+      on b.user_id = u.id and b.local_date = (p_now at time zone u.timezone)::date
+   cross join lateral (
+      select count(*)::int as hour_used, min(q.unit_spent_at) as oldest_spend
+        from public.message_queue q
+       where q.user_id = u.id and q.unit_kind is not null
+         and q.unit_spent_at > p_now - interval '1 hour'
+   ) h
+    join unnest(p_users) with ordinality as l(user_id, n) on l.user_id = u.id
+   order by l.n
+$$;
+
+-- 4. A user's first due units --------------------------------------------------------
+-- A unit is a standalone message or a whole sequence. At most p_lookahead due
+-- rows are read, in the order they would go out; their sequences' other members
+-- are read to judge the unit. Every row read is locked until the claim commits.
+create type public.delivery_unit as (
+  unit_id uuid,
+  -- The queued members, in sequence order.
+  member_ids uuid[],
+  first_position integer,
+  is_sequence boolean,
+  priority_rank smallint,
+  scheduled_for timestamptz,
+  queued_at timestamptz,
+  expired boolean,
+  -- A member was cancelled, superseded, expired or failed: it cannot go whole.
+  broken boolean,
+  -- A member is being sent or its outcome is unknown; until when to wait.
+  in_flight boolean,
+  in_flight_until timestamptz,
+  -- Every member has been queued (or already went out).
+  complete boolean,
+  -- When the last queued member becomes due; null when all are due now.
+  due_at timestamptz,
+  -- The unit already spent its budget unit (a sequence partly sent).
+  paid boolean,
+  first_queued_at timestamptz
+);
+
+create or replace function public.due_units(p_user_id uuid, p_now timestamptz, p_lookahead integer)
+returns setof public.delivery_unit
+language sql security definer set search_path = '' as $$
+  with due as (
+    select id, sequence_id from public.message_queue
+     where user_id = p_user_id and status = 'queued' and next_attempt_at <= p_now
+     order by priority_rank, scheduled_for, created_at, id
+     limit p_lookahead
+       for update
+  ), members as (
+    select m.id, coalesce(m.sequence_id, m.id) as unit_id, m.sequence_id, m.sequence_position,
+           m.sequence_total, m.status, m.priority_rank, m.scheduled_for, m.created_at,
+           m.expires_at, m.next_attempt_at, m.locked_until, m.unit_kind
+      from public.message_queue m
+     where m.id in (select id from due where sequence_id is null)
+        or m.sequence_id in (select sequence_id from due where sequence_id is not null)
+       for update
+  )
+  select unit_id,
+         array_agg(id order by sequence_position) filter (where status = 'queued'),
+         min(sequence_position) filter (where status = 'queued'),
+         bool_or(sequence_id is not null),
+         min(priority_rank),
+         min(scheduled_for),
+         min(created_at) filter (where status = 'queued'),
+         bool_or(status = 'queued' and coalesce(expires_at <= p_now, false)),
+         bool_or(status in ('cancelled', 'superseded', 'expired', 'failed')),
+         bool_or(status in ('sending', 'unknown')),
+         max(locked_until) filter (where status = 'sending'),
+         count(*) = max(coalesce(sequence_total, 1)),
+         max(next_attempt_at) filter (where status = 'queued' and next_attempt_at > p_now),
+         bool_or(unit_kind is not null),
+         min(created_at)
+    from members
+   group by unit_id
+  having count(*) filter (where status = 'queued') > 0
+   order by min(priority_rank), min(scheduled_for), min(created_at) filter (where status = 'queued'),
+            unit_id
+$$;
+
+-- 5. The rule -------------------------------------------------------------------------
+-- What to do with one unit now, given what its user may still receive. Pure:
+-- reads no table, so it is tested on its own.
+create type public.delivery_decision as (
+  -- claim | defer | expire | cancel | fail
+  action text,
+  -- On claim: the budget unit spent (urgent | capped), or null (already paid).
+  unit_kind text,
+  -- On defer: when to look again, and why it waits.
+  not_before timestamptz,
+  wait_reason text,
+  reason text
+);
+
+create or replace function public.decide_delivery(
+  p_user public.delivery_user_state,
+  p_unit public.delivery_unit,
+  p_now timestamptz,
+  p_sequence_timeout interval
+) returns public.delivery_decision
+language plpgsql stable set search_path = '' as $$
+declare
+  v_deadline timestamptz := p_unit.first_queued_at + p_sequence_timeout;
+  v_daily_full boolean := p_user.daily_used >= p_user.daily_limit;
+  v_hour_full boolean := p_user.hour_used >= p_user.hourly_limit;
+  v_at timestamptz;
+begin
+  if p_user.opted_out then
+    return ('cancel', null, null, null, 'user opted out of SMS')::public.delivery_decision;
+  elsif p_unit.expired then
+    return ('expire', null, null, null, 'expired before it could be sent')::public.delivery_decision;
+  elsif p_unit.broken then
+    return ('cancel', null, null, null,
+            'sequence can no longer go out whole: a member was cancelled, superseded, expired or failed')::public.delivery_decision;
+  elsif p_unit.is_sequence and (p_unit.in_flight or not p_unit.complete or p_unit.due_at is not null)
+        and p_now >= v_deadline then
+    return ('fail', null, null, null,
+            'sequence could not go out whole within ' || p_sequence_timeout || ' of its first member')::public.delivery_decision;
+  elsif p_unit.in_flight then
+    return ('defer', null,
+            least(greatest(coalesce(p_unit.in_flight_until, p_now), p_now) + interval '1 minute', v_deadline),
+            'sequence_in_flight', 'waiting for the sequence''s member in flight')::public.delivery_decision;
+  elsif not p_unit.complete then
+    -- enqueue_message wakes the members when another one arrives.
+    return ('defer', null, v_deadline, 'sequence_incomplete', 'waiting for the rest of the sequence')::public.delivery_decision;
+  elsif p_unit.due_at is not null then
+    return ('defer', null, least(p_unit.due_at, v_deadline), 'sequence_not_due',
+            'waiting for the sequence''s last member to be due')::public.delivery_decision;
+  elsif p_unit.priority_rank = 0 and not p_unit.paid and p_user.urgent_used < 5 then
+    -- Urgent ignores quiet hours and caps, five a local day.
+    return ('claim', 'urgent', null, null, null)::public.delivery_decision;
+  elsif p_user.quiet_until is not null then
+    return ('defer', null, p_user.quiet_until, 'quiet_hours', 'quiet hours')::public.delivery_decision;
+  elsif p_unit.paid then
+    return ('claim', null, null, null, null)::public.delivery_decision;
+  elsif not v_daily_full and not v_hour_full then
+    return ('claim', 'capped', null, null, null)::public.delivery_decision;
+  end if;
+  v_at := greatest(
+    case when v_daily_full then public.next_local_midnight(p_now, p_user.tz) end,
+    case when v_hour_full then coalesce(p_user.oldest_spend, p_now) + interval '1 hour' end
+  );
+  return ('defer', null,
+          public.outside_quiet_hours(v_at, p_user.tz, p_user.quiet_start, p_user.quiet_end),
+          case when v_daily_full then 'daily_cap' else 'hourly_cap' end,
+          case when v_daily_full then 'daily limit reached' else 'hourly limit reached' end)::public.delivery_decision;
+end
+$$;
+
+-- 6. One claim --------------------------------------------------------------------------
+-- Rescue lapsed leases, lock users, decide their first due units, apply. At most
+-- p_limit messages are claimed and 4 x p_limit units decided, whatever the
+-- backlog; every unit read gets a decision that moves it out of the due set, so
+-- no row is looked at again before something can change.
+drop function if exists public.claim_messages(integer, integer);
+create or replace function public.claim_messages(
+  p_limit integer default 100,
+  p_lease_seconds integer default 120
+) returns jsonb
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_now timestamptz := now();
+  v_token uuid := gen_random_uuid();
+  v_timeout interval := make_interval(mins => public.setting('sequence_timeout_minutes'));
+  v_rescued jsonb;
+  v_users uuid[];
+  v_user public.delivery_user_state;
+  v_unit public.delivery_unit;
+  v_decision public.delivery_decision;
+  v_room integer := p_limit;
+  v_budget integer := p_limit * 4;
+  -- Per member: what happens to it.
+  v_ids uuid[] := '{}';
+  v_actions text[] := '{}';
+  v_kinds text[] := '{}';
+  v_days date[] := '{}';
+  v_not_before timestamptz[] := '{}';
+  v_wait_reasons text[] := '{}';
+  v_reasons text[] := '{}';
+  v_n integer;
+  v_messages jsonb;
+begin
+  if p_limit is null or p_limit not between 1 and 1000 then
+    raise exception 'p_limit must be between 1 and 1000' using errcode = '22023';
+  end if;
+  if p_lease_seconds is null or p_lease_seconds not between 10 and 3600 then
+    raise exception 'p_lease_seconds must be between 10 and 3600' using errcode = '22023';
+  end if;
+
+  v_rescued := public.rescue_lapsed_leases(v_now);
+
+  -- Locked first, then read in a later statement: its snapshot is taken after
+  -- the locks, so it sees what the processor that held a user last committed.
+  v_users := public.lock_delivery_users(p_limit, v_now);
+  <<users>>
+  for v_user in select * from public.delivery_user_states(v_users, v_now) loop
+    exit users when v_room <= 0 or v_budget <= 0;
+    for v_unit in select * from public.due_units(v_user.user_id, v_now, least(p_limit, v_budget)) loop
+      exit users when v_room <= 0 or v_budget <= 0;
+      v_budget := v_budget - 1;
+      v_decision := public.decide_delivery(v_user, v_unit, v_now, v_timeout);
+      v_n := cardinality(v_unit.member_ids);
+      if v_decision.action = 'claim' then
+        if v_n > v_room and v_room < p_limit then
+          -- A sequence goes whole or waits for the next claim.
+          exit users;
+        end if;
+        v_room := v_room - v_n;
+        if v_decision.unit_kind is not null then
+          v_user.daily_used := v_user.daily_used + 1;
+          v_user.hour_used := v_user.hour_used + 1;
+          v_user.oldest_spend := coalesce(v_user.oldest_spend, v_now);
+          v_user.urgent_used := v_user.urgent_used + (v_decision.unit_kind = 'urgent')::int;
+        end if;
+      end if;
+      v_ids := v_ids || v_unit.member_ids;
+      v_actions := v_actions || array_fill(v_decision.action, array[v_n]);
+      -- The unit is spent on its first queued member only.
+      v_kinds := v_kinds || (array[v_decision.unit_kind] || array_fill(null::text, array[v_n - 1]));
+      v_days := v_days || array_fill(v_user.local_day, array[v_n]);
+      v_not_before := v_not_before || array_fill(v_decision.not_before, array[v_n]);
+      v_wait_reasons := v_wait_reasons || array_fill(v_decision.wait_reason, array[v_n]);
+      v_reasons := v_reasons || array_fill(v_decision.reason, array[v_n]);
+    end loop;
+  end loop;
+
+  -- Apply, row by primary key (every row was locked when it was read).
+  with claimed as (
+    update public.message_queue m
+       set updated_at = now(), status = 'sending', claim_token = v_token,
+           locked_until = v_now + make_interval(secs => p_lease_seconds),
+           status_reason = null, wait_reason = null,
+           unit_kind = coalesce(a.kind, m.unit_kind),
+           unit_spent_at = case when a.kind is not null then v_now else m.unit_spent_at end,
+           unit_local_date = case when a.kind is not null then a.local_day else m.unit_local_date end
+      from unnest(v_ids, v_actions, v_kinds, v_days) as a(id, action, kind, local_day)
+     where a.action = 'claim' and m.id = a.id
+    returning m.*
+  )
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'id', c.id, 'user_id', c.user_id, 'to', u.phone_number, 'agent_id', c.agent_id,
+           'priority', c.priority, 'message_data', c.message_data, 'final_message', c.final_message,
+           'rendered_body', c.rendered_body,
+           'requires_fresh_context', c.requires_fresh_context, 'created_at', c.created_at,
+           'sequence_id', c.sequence_id, 'sequence_position', c.sequence_position,
+           'render_attempts', c.render_attempts, 'attempts', c.attempts
+         ) order by c.user_id, coalesce(c.sequence_id, c.id), c.sequence_position), '[]'::jsonb)
+    into v_messages
+    from claimed c
+    join public.users u on u.id = c.user_id;
+
+  insert into public.user_message_budget as b (user_id, local_date, units_used, urgent_used)
+  select m.user_id, a.local_day, count(*), count(*) filter (where a.kind = 'urgent')
+    from unnest(v_ids, v_actions, v_kinds, v_days) as a(id, action, kind, local_day)
+    join public.message_queue m on m.id = a.id
+   where a.action = 'claim' and a.kind is not null
+   group by m.user_id, a.local_day
+  on conflict (user_id, local_date) do update
+     set units_used = b.units_used + excluded.units_used,
+         urgent_used = b.urgent_used + excluded.urgent_used,
+         updated_at = now();
+
+  update public.message_queue m
+     set updated_at = now(), next_attempt_at = a.not_before, wait_reason = a.wait_reason,
+         status_reason = 'deferred: ' || a.reason
+    from unnest(v_ids, v_actions, v_not_before, v_wait_reasons, v_reasons)
+           as a(id, action, not_before, wait_reason, reason)
+   where a.action = 'defer' and m.id = a.id;
+
+  update public.message_queue m
+     set updated_at = now(), wait_reason = null, status_reason = a.reason,
+         status = case a.action when 'expire' then 'expired' when 'fail' then 'failed'
+                                else 'cancelled' end
+    from unnest(v_ids, v_actions, v_reasons) as a(id, action, reason)
+   where a.action in ('expire', 'cancel', 'fail') and m.id = a.id;
+
+  return jsonb_build_object(
+    'claim_token', v_token,
+    'messages', v_messages,
+    'deferred', (select count(*) from unnest(v_actions) a where a = 'defer'),
+    'expired', (select count(*) from unnest(v_actions) a where a = 'expire'),
+    'cancelled', (select count(*) from unnest(v_actions) a where a = 'cancel'),
+    'failed', (select count(*) from unnest(v_actions) a where a = 'fail'),
+    'requeued', (v_rescued ->> 'requeued')::int,
+    'unknown', (v_rescued ->> 'unknown')::int
+  );
+end
+$$;
+
+-- 7. Just before one message's own Twilio request --------------------------------------
+-- Marks it, and only if this claim still holds it and every rule still allows
+-- it: not opted out, not expired, not superseded, not in quiet hours (unless
+-- urgent or the user is active). From here on a lapsed lease means "unknown".
+-- Returns 'go', or what became of it instead: cancelled, expired, deferred, or
+-- lost (no longer this claim's: superseded, or its lease lapsed).
+drop function if exists public.start_sending(uuid, jsonb);
+create or replace function public.start_sending(p_claim_token uuid, p_message_id uuid, p_body text)
+returns text
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_row public.message_queue;
+  v_user public.users;
+  v_quiet_until timestamptz;
+begin
+  select * into v_row from public.message_queue
+   where id = p_message_id and claim_token = p_claim_token and status = 'sending'
+     and locked_until > now() and send_started_at is null
+     for update;
+  if not found then
+    return 'lost';
+  end if;
+  select * into v_user from public.users where id = v_row.user_id;
+  if v_row.priority <> 'urgent' and coalesce(v_user.last_inbound_at <= now() - interval '10 minutes', true) then
+    v_quiet_until := public.quiet_hours_end(now(), v_user.timezone, v_user.quiet_hours_start,
+                                            v_user.quiet_hours_end);
+  end if;
+
+  if v_user.sms_opted_out_at is not null then
+    update public.message_queue
+       set updated_at = now(), status = 'cancelled', status_reason = 'user opted out of SMS',
+           claim_token = null, locked_until = null
+     where id = p_message_id;
+  elsif v_row.expires_at <= now() then
+    update public.message_queue
+       set updated_at = now(), status = 'expired', status_reason = 'expired before it could be sent',
+           claim_token = null, locked_until = null
+     where id = p_message_id;
+  elsif v_quiet_until is not null then
+    update public.message_queue
+       set updated_at = now(), status = 'queued', claim_token = null, locked_until = null,
+           next_attempt_at = v_quiet_until, wait_reason = 'quiet_hours', rendered_body = p_body,
+           status_reason = 'deferred: quiet hours began before it was sent'
+     where id = p_message_id;
+  else
+    update public.message_queue
+       set updated_at = now(), send_started_at = now(), attempts = attempts + 1, rendered_body = p_body
+     where id = p_message_id;
+    return 'go';
+  end if;
+  perform public.refund_units(array[p_message_id]);
+  return case when v_user.sms_opted_out_at is not null then 'cancelled'
+              when v_row.expires_at <= now() then 'expired'
+              else 'deferred' end;
+end
+$$;
+
+-- A rendered body is kept as soon as it exists, so no render is paid for twice.
+create or replace function public.keep_rendered_body(p_claim_token uuid, p_message_id uuid, p_body text)
+returns void
+language sql security definer set search_path = '' as $$
+  update public.message_queue
+     set updated_at = now(), rendered_body = p_body
+   where id = p_message_id and claim_token = p_claim_token and status = 'sending'
+$$;
+
+-- 8. Outcomes ---------------------------------------------------------------------------
+-- Each result: {id, outcome, twilio_sid?, from?, error_code?, error?, retry_at?}
+-- outcome: sent | retry | render_retry | release | failed | opted_out | unknown | superseded
+-- A definite outcome is accepted after a lapsed lease too: the row is then
+-- 'unknown', and what Twilio answered is better than a guess.
+create or replace function public.complete_messages(p_claim_token uuid, p_results jsonb)
+returns jsonb
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_max_attempts constant integer := 5;
+  v_refund uuid[];
+  v_opted_out uuid[];
+  v_counts jsonb;
+begin
+  if p_claim_token is null or jsonb_typeof(p_results) <> 'array' then
+    raise exception 'p_claim_token and a p_results array are required' using errcode = '22023';
+  end if;
+
+  with r as (
+    select (x ->> 'id')::uuid as id, x ->> 'outcome' as outcome, x ->> 'twilio_sid' as sid,
+           x ->> 'from' as from_number, x ->> 'error_code' as error_code, left(x ->> 'error', 500) as error,
+           coalesce((x ->> 'retry_at')::timestamptz, now()) as retry_at
+      from jsonb_array_elements(p_results) x
+  ), mine as (
+    select r.*, m.status as was
+      from public.message_queue m
+      join r on r.id = m.id
+     where m.claim_token = p_claim_token
+       and (m.status = 'sending'
+            or (m.status = 'unknown' and r.outcome in ('sent', 'failed', 'opted_out', 'retry')))
+       for update of m
+  ), updated as (
+    update public.message_queue m
+       set updated_at = now(), status = case
+             when mine.outcome = 'sent' then 'sent'
+             when mine.outcome = 'retry' and m.attempts >= v_max_attempts then 'failed'
+             when mine.outcome = 'render_retry' and m.render_attempts + 1 >= v_max_attempts then 'failed'
+             when mine.outcome in ('retry', 'render_retry', 'release') then 'queued'
+             when mine.outcome in ('failed', 'opted_out') then 'failed'
+             when mine.outcome = 'unknown' then 'unknown'
+             when mine.outcome = 'superseded' then 'superseded'
+             else m.status
+           end,
+           wait_reason = case
+             when mine.outcome = 'retry' and m.attempts < v_max_attempts then 'send_retry'
+             when mine.outcome = 'render_retry' and m.render_attempts + 1 < v_max_attempts then 'render_retry'
+             when mine.outcome = 'unknown' then 'reconcile'
+           end,
+           status_reason = case
+             when mine.outcome = 'sent' then null
+             when mine.outcome = 'render_retry' and m.render_attempts + 1 >= v_max_attempts
+               then 'rendering failed ' || v_max_attempts || ' times: ' || coalesce(mine.error, '')
+             when mine.outcome = 'retry' and m.attempts >= v_max_attempts
+               then 'Twilio refused ' || v_max_attempts || ' times: ' || coalesce(mine.error, '')
+             else mine.error
+           end,
+           render_attempts = m.render_attempts + (mine.outcome = 'render_retry')::int,
+           next_attempt_at = case when mine.outcome in ('retry', 'render_retry', 'release') then mine.retry_at
+                                  else now() end,
+           twilio_sid = coalesce(m.twilio_sid, mine.sid),
+           error_code = coalesce(mine.error_code, m.error_code),
+           sent_at = case when mine.outcome = 'sent' then coalesce(m.sent_at, now()) else m.sent_at end,
+           send_started_at = case when mine.outcome in ('retry', 'render_retry', 'release')
+                                  then null else m.send_started_at end,
+           locked_until = null,
+           claim_token = case when mine.outcome in ('retry', 'render_retry', 'release')
+                              then null else m.claim_token end
+      from mine
+     where m.id = mine.id
+    returning m.id, m.status, mine.outcome, m.user_id
+  ), logged as (
+    insert into public.messages (user_id, message_queue_id, direction, body, from_number, to_number,
+                                 twilio_sid, status)
+    select m.user_id, m.id, 'outbound', m.rendered_body, coalesce(mine.from_number, ''),
+           u.phone_number, mine.sid, 'queued'
+      from mine
+      join public.message_queue m on m.id = mine.id
+      join public.users u on u.id = m.user_id
+     where mine.outcome = 'sent' and mine.sid is not null
+    on conflict (twilio_sid) do nothing
+    returning 1
+  )
+  select
+    coalesce((select array_agg(id) from updated
+               where outcome in ('retry', 'render_retry', 'release', 'failed', 'opted_out', 'superseded')), '{}'),
+    coalesce((select array_agg(distinct user_id) from updated where outcome = 'opted_out'), '{}'),
+    (select jsonb_object_agg(outcome, n) from (
+       select outcome, count(*) as n from updated group by outcome) s)
+      || jsonb_build_object('logged', (select count(*) from logged))
+    into v_refund, v_opted_out, v_counts;
+
+  perform public.refund_units(v_refund);
+  perform public.opt_out_user(u, 'Twilio reported the number unsubscribed (21610)')
+     from unnest(v_opted_out) u;
+  return coalesce(v_counts, '{}'::jsonb);
+end
+$$;
+
+-- 9. Reconciling unknown outcomes ---------------------------------------------------------
+-- Twilio's statuses, as message_queue statuses.
+create or replace function public.twilio_queue_status(p_status text) returns text
+language sql immutable set search_path = '' as $$
+  select case
+    when p_status in ('accepted', 'scheduled', 'queued', 'sending', 'sent') then 'sent'
+    when p_status in ('delivered', 'read', 'partially_delivered') then 'delivered'
+    when p_status in ('undelivered', 'failed', 'canceled') then 'failed'
+  end
+$$;
+
+-- Unknown messages whose send began at least p_after_seconds ago, leased so
+-- overlapping runs ask Twilio about each once.
+create or replace function public.claim_unknown_messages(
+  p_limit integer,
+  p_after_seconds integer,
+  p_lease_seconds integer default 60
+) returns jsonb
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_token uuid := gen_random_uuid();
+  v_messages jsonb;
+begin
+  if p_limit is null or p_limit not between 1 and 1000
+     or p_after_seconds is null or p_after_seconds < 0
+     or p_lease_seconds is null or p_lease_seconds not between 10 and 3600 then
+    raise exception 'p_limit 1 to 1000, p_after_seconds >= 0 and p_lease_seconds 10 to 3600 are required'
+      using errcode = '22023';
+  end if;
+  with picked as (
+    select id from public.message_queue
+     where status = 'unknown' and next_attempt_at <= now()
+       and send_started_at <= now() - make_interval(secs => p_after_seconds)
+     order by next_attempt_at
+     limit p_limit
+       for update skip locked
+  ), leased as (
+    update public.message_queue m
+       set updated_at = now(), claim_token = v_token,
+           next_attempt_at = now() + make_interval(secs => p_lease_seconds)
+      from picked p
+     where m.id = p.id
+    returning m.id, m.user_id, m.rendered_body, m.send_started_at, m.resends
+  )
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'id', l.id, 'to', u.phone_number, 'body', l.rendered_body,
+           'send_started_at', l.send_started_at, 'resends', l.resends)), '[]'::jsonb)
+    into v_messages
+    from leased l join public.users u on u.id = l.user_id;
+  return jsonb_build_object('claim_token', v_token, 'messages', v_messages);
+end
+$$;
+
+-- What Twilio's message list said. Each result: {id, outcome: found | absent |
+-- unknown, twilio_sid?, twilio_status?, error_code?, retry_at?}. Found: take its
+-- status. Certainly absent: send again, once; absent after that: failed.
+-- Not certain: ask again at retry_at.
+create or replace function public.record_reconciliation(p_claim_token uuid, p_results jsonb)
+returns jsonb
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_counts jsonb;
+begin
+  if p_claim_token is null or jsonb_typeof(p_results) <> 'array' then
+    raise exception 'p_claim_token and a p_results array are required' using errcode = '22023';
+  end if;
+  with r as (
+    select (x ->> 'id')::uuid as id, x ->> 'outcome' as outcome, x ->> 'twilio_sid' as sid,
+           public.twilio_queue_status(x ->> 'twilio_status') as found_status,
+           x ->> 'error_code' as error_code,
+           coalesce((x ->> 'retry_at')::timestamptz, now() + interval '5 minutes') as retry_at
+      from jsonb_array_elements(p_results) x
+  ), updated as (
+    update public.message_queue m
+       set updated_at = now(),
+           status = case
+             when r.outcome = 'found' then coalesce(r.found_status, 'sent')
+             when r.outcome = 'absent' and m.resends = 0 then 'queued'
+             when r.outcome = 'absent' then 'failed'
+             else m.status
+           end,
+           wait_reason = case when r.outcome = 'unknown' then 'reconcile' end,
+           status_reason = case
+             when r.outcome = 'found' then 'reconciled: found in Twilio''s message list'
+             when r.outcome = 'absent' and m.resends = 0
+               then 'reconciled: Twilio has no such message; sending it again, once'
+             when r.outcome = 'absent' then 'reconciled: Twilio has no such message after it was sent again'
+             else 'send outcome unknown; Twilio''s message list could not say yet'
+           end,
+           resends = m.resends + (r.outcome = 'absent' and m.resends = 0)::int,
+           twilio_sid = coalesce(m.twilio_sid, r.sid),
+           error_code = coalesce(r.error_code, m.error_code),
+           sent_at = case when r.outcome = 'found' then coalesce(m.sent_at, m.send_started_at) else m.sent_at end,
+           delivered_at = case when r.outcome = 'found' and r.found_status = 'delivered'
+                               then coalesce(m.delivered_at, now()) else m.delivered_at end,
+           send_started_at = case when r.outcome = 'absent' and m.resends = 0 then null else m.send_started_at end,
+           claim_token = case when r.outcome = 'unknown' then m.claim_token end,
+           next_attempt_at = case when r.outcome = 'unknown' then r.retry_at else now() end
+      from r
+     where m.id = r.id and m.claim_token = p_claim_token and m.status = 'unknown'
+    returning m.id, m.user_id, m.status, m.rendered_body, r.outcome, r.sid
+  ), logged as (
+    insert into public.messages (user_id, message_queue_id, direction, body, from_number, to_number,
+                                 twilio_sid, status)
+    select u2.user_id, u2.id, 'outbound', coalesce(u2.rendered_body, ''), '', u.phone_number, u2.sid,
+           u2.status
+      from updated u2 join public.users u on u.id = u2.user_id
+     where u2.outcome = 'found' and u2.sid is not null
+    on conflict (twilio_sid) do nothing
+  )
+  select coalesce(jsonb_object_agg(k, n), '{}'::jsonb) into v_counts from (
+    select case when outcome = 'absent' and status = 'queued' then 'resent'
+                when outcome = 'absent' then 'failed' else outcome end as k,
+           count(*) as n
+      from updated group by 1
+  ) s;
+  return v_counts;
+end
+$$;
+
+-- Twilio status callbacks -------------------------------------------------------
+create or replace function public.apply_twilio_status(
+  p_message_id uuid,
+  p_twilio_sid text,
+  p_status text,
+  p_error_code text default null
+) returns jsonb
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_mapped text := public.twilio_queue_status(p_status);
+  v_row public.message_queue;
+begin
+  if v_mapped is null then
+    raise exception 'unknown Twilio message status %', p_status using errcode = '22023';
+  end if;
+  update public.message_queue m
+     set updated_at = now(), status = case
+           -- A final state is never taken back by a late or reordered callback.
+           when m.status in ('delivered', 'failed') then m.status
+           when m.status in ('sending', 'unknown', 'sent') then v_mapped
+           else m.status
+         end,
+         wait_reason = null,
+         twilio_sid = coalesce(m.twilio_sid, p_twilio_sid),
+         error_code = coalesce(p_error_code, m.error_code),
+         delivered_at = case when v_mapped = 'delivered' then coalesce(m.delivered_at, now()) else m.delivered_at end,
+         sent_at = coalesce(m.sent_at, now()),
+         status_reason = case when m.status = 'unknown' then 'reconciled from the Twilio status callback'
+                              else m.status_reason end
+   where m.id = p_message_id and (m.twilio_sid is null or m.twilio_sid = p_twilio_sid)
+  returning m.* into v_row;
+  if not found then
+    return jsonb_build_object('found', false);
+  end if;
+
+  insert into public.messages (user_id, message_queue_id, direction, body, from_number, to_number,
+                               twilio_sid, status, error_code)
+  select v_row.user_id, v_row.id, 'outbound', coalesce(v_row.rendered_body, ''), '', u.phone_number,
+         p_twilio_sid, p_status, p_error_code
+    from public.users u where u.id = v_row.user_id
+  on conflict (twilio_sid) do update
+     set status = case when public.messages.status in ('delivered', 'undelivered', 'failed', 'read')
+                       then public.messages.status else excluded.status end,
+         error_code = coalesce(excluded.error_code, public.messages.error_code);
+
+  if p_error_code = '21610' then
+    perform public.opt_out_user(v_row.user_id, 'Twilio reported the number unsubscribed (21610)');
+  end if;
+  return jsonb_build_object('found', true, 'status', v_row.status);
+end
+$$;
+
+-- Opting out: queued messages are cancelled; a message already claimed is
+-- stopped by start_sending's own check.
+create or replace function public.opt_out_user(p_user_id uuid, p_reason text) returns integer
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_cancelled integer;
+begin
+  update public.users set sms_opted_out_at = coalesce(sms_opted_out_at, now()) where id = p_user_id;
+  update public.message_queue
+     set updated_at = now(), status = 'cancelled', status_reason = p_reason, wait_reason = null,
+         claim_token = null, locked_until = null
+   where user_id = p_user_id and status = 'queued';
+  get diagnostics v_cancelled = row_count;
+  return v_cancelled;
+end
+$$;
+
+-- Inbound SMS: as before, but what waits only for quiet hours is found by its
+-- wait_reason, never by its prose.
+create or replace function public.record_inbound_sms(
+  p_from text,
+  p_to text,
+  p_body text,
+  p_twilio_sid text
+) returns jsonb
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_user public.users;
+  v_keyword text := upper(btrim(coalesce(p_body, '')));
+  v_action text;
+  v_interaction uuid;
+  v_cancelled integer := 0;
+begin
+  if p_from is null or p_twilio_sid is null or p_body is null then
+    raise exception 'p_from, p_body and p_twilio_sid are required' using errcode = '22023';
+  end if;
+  insert into public.messages (user_id, direction, body, from_number, to_number, twilio_sid, status)
+  select (select id from public.users where phone_number = p_from), 'inbound', p_body, p_from,
+         coalesce(p_to, ''), p_twilio_sid, 'received'
+  on conflict (twilio_sid) do nothing;
+  if not found then
+    -- Twilio retried a webhook we already handled.
+    return jsonb_build_object('action', 'duplicate');
+  end if;
+
+  select * into v_user from public.users where phone_number = p_from for update;
+  if not found then
+    return jsonb_build_object('action', 'unknown_sender');
+  end if;
+
+  if v_keyword in ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'REVOKE', 'OPTOUT') then
+    v_cancelled := public.opt_out_user(v_user.id, 'user opted out of SMS');
+    v_action := 'opted_out';
+  else
+    update public.users set last_inbound_at = now() where id = v_user.id;
+    -- The user is active now: what waits only for quiet hours may go.
+    update public.message_queue
+       set updated_at = now(), next_attempt_at = now()
+     where user_id = v_user.id and status = 'queued' and wait_reason = 'quiet_hours';
+    if v_keyword in ('START', 'YES', 'UNSTOP') then
+      update public.users set sms_opted_out_at = null where id = v_user.id;
+      v_action := 'opted_in';
+    elsif v_keyword in ('HELP', 'INFO') then
+      v_action := 'help';
+    else
+      insert into public.interactions (user_id, call_type, channel, transcript)
+      values (v_user.id, 'sms', 'sms', left(p_body, 200000))
+      returning id into v_interaction;
+      v_action := 'stored';
+    end if;
+  end if;
+  return jsonb_build_object('action', v_action, 'user_id', v_user.id,
+                            'interaction_id', v_interaction, 'cancelled', v_cancelled);
+end
+$$;
+
+-- Observability: every count through a partial index, never the whole queue.
+create or replace view public.queue_health with (security_invoker = true) as
+select
+  (select count(*) from public.message_queue where status = 'queued') as queued,
+  (select count(*) from public.message_queue where status = 'queued' and next_attempt_at <= now()) as due,
+  (select min(next_attempt_at) from public.message_queue
+    where status = 'queued' and next_attempt_at <= now()) as oldest_due_at,
+  (select count(*) from public.message_queue where status = 'sending') as sending,
+  (select count(*) from public.message_queue where status = 'unknown') as unknown,
+  (select count(*) from public.message_queue
+    where status = 'failed' and updated_at > now() - interval '24 hours') as failed_24h,
+  (select max(started_at) from public.processor_runs) as last_run_at;
+revoke all on public.queue_health from anon, authenticated;
+grant select on public.queue_health to service_role;
+
+do $$
+declare
+  f text;
+begin
+  foreach f in array array[
+    'public.setting(text)',
+    'public.refund_units(uuid[])',
+    'public.rescue_lapsed_leases(timestamptz)',
+    'public.lock_delivery_users(integer, timestamptz)',
+    'public.delivery_user_states(uuid[], timestamptz)',
+    'public.due_units(uuid, timestamptz, integer)',
+    'public.decide_delivery(public.delivery_user_state, public.delivery_unit, timestamptz, interval)',
+    'public.claim_messages(integer, integer)',
+    'public.start_sending(uuid, uuid, text)',
+    'public.keep_rendered_body(uuid, uuid, text)',
+    'public.complete_messages(uuid, jsonb)',
+    'public.twilio_queue_status(text)',
+    'public.claim_unknown_messages(integer, integer, integer)',
+    'public.record_reconciliation(uuid, jsonb)',
+    'public.apply_twilio_status(uuid, text, text, text)',
+    'public.opt_out_user(uuid, text)',
+    'public.record_inbound_sms(text, text, text, text)'
+  ] loop
+    execute format('revoke execute on function %s from public, anon, authenticated', f);
+    execute format('grant execute on function %s to service_role', f);
+  end loop;
+end
+$$;
