@@ -14,7 +14,7 @@ const ENTITIES: Record<string, string> = {
 // deno-lint-ignore no-control-regex -- matching control characters is the point
 const FORBIDDEN_IN_XML = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDFFF]/gu;
 
-export const escapeXml = (text: string) =>
+const escapeXml = (text: string) =>
   text.replace(FORBIDDEN_IN_XML, "").replace(/[<>&"'\r]/g, (c) => ENTITIES[c]);
 
 /** A TwiML answer: an SMS reply, or nothing. */
