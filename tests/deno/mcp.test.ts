@@ -262,7 +262,7 @@ const badInputs: [string, (u: string) => Record<string, unknown>, string][] = [
   [
     "remember",
     (u) => ({ user_id: u, items: [{ key: "", value: "v" }] }),
-    "items.0.key",
+    "items[0].key",
   ],
   [
     "set_contact_preferences",
