@@ -37,7 +37,14 @@ export type Until =
   | { kind: "date"; date: { year: number; month: number; day: number } }
   | {
     kind: "local";
-    local: { year: number; month: number; day: number; hour: number; minute: number; second: number };
+    local: {
+      year: number;
+      month: number;
+      day: number;
+      hour: number;
+      minute: number;
+      second: number;
+    };
   };
 
 export type RRule = {
@@ -107,11 +114,11 @@ const REORDER_MS = 26 * 3_600_000;
 
 /** The rule's structure; RRuleError when it is not an RRULE this module accepts. */
 export function parseRRule(text: string): RRule {
-  if (text.length > MAX_LENGTH) {
-    throw new RRuleError(`the RRULE must be at most ${MAX_LENGTH} characters`);
-  }
   if (!ALLOWED.test(text)) {
     throw new RRuleError("the RRULE may only contain letters, digits, spaces and + - , ; = :");
+  }
+  if (text.length > MAX_LENGTH) {
+    throw new RRuleError(`the RRULE must be at most ${MAX_LENGTH} characters`);
   }
   const body = text.replace(TRIM, "").toUpperCase().replace(/^RRULE:/, "").replace(/;$/, "");
   if (body.replace(TRIM, "") === "") throw new RRuleError("the RRULE is empty");
@@ -204,7 +211,9 @@ export function nextOccurrence(rrule: string, opts: NextOccurrenceOptions): Date
   ) {
     throw new RangeError("occurrencesSoFar must be a non-negative integer");
   }
-  if (rule.count !== undefined && occurrencesSoFar !== undefined && occurrencesSoFar >= rule.count) {
+  if (
+    rule.count !== undefined && occurrencesSoFar !== undefined && occurrencesSoFar >= rule.count
+  ) {
     return null;
   }
   const within = untilTest(rule.until, tz);
