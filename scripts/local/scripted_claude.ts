@@ -2,10 +2,12 @@
 // ANTHROPIC_API_KEY is set and by tests. It answers from a queue of scripted steps,
 // or from a default responder that keeps the product working end to end, records
 // every request it answers, and reports usage as the real API does, prompt caching
-// included. It is never mistaken for Claude: ids start with msg_scripted_ and
+// included: a breakpoint whose prefix is shorter than the model's minimum
+// cacheable length (shared/claude/caching.ts) caches nothing, as with the API. It is never mistaken for Claude: ids start with msg_scripted_ and
 // request ids with req_scripted_.
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { estimateTokens, minimumCacheableTokens } from "../../shared/claude/caching.ts";
 
 export interface Usage {
   input_tokens: number;
@@ -20,8 +22,11 @@ export interface Usage {
  */
 export type ScriptStep = ScriptStepBody & { match?: string };
 
+/** How a scripted text reply ends; a text longer than max_tokens ends on max_tokens anyway. */
+export type TextStopReason = "end_turn" | "max_tokens" | "refusal";
+
 type ScriptStepBody =
-  | { kind: "text"; text: string; usage?: Partial<Usage> }
+  | { kind: "text"; text: string; usage?: Partial<Usage>; stop_reason?: TextStopReason }
   | {
     kind: "tool_use";
     calls: { name: string; input: unknown; id?: string }[];
@@ -84,6 +89,7 @@ const ScriptStepSchema: z.ZodType<ScriptStep> = z.lazy(() =>
       kind: z.literal("text"),
       text: z.string(),
       usage: UsagePatch.optional(),
+      stop_reason: z.enum(["end_turn", "max_tokens", "refusal"]).optional(),
       match: z.string().optional(),
     }),
     z.object({
@@ -112,8 +118,7 @@ const ScriptStepSchema: z.ZodType<ScriptStep> = z.lazy(() =>
 );
 const ScriptSchema = z.array(ScriptStepSchema);
 
-/** Rough but stable: the real tokenizers average about four characters a token. */
-const tokens = (chars: number) => Math.ceil(chars / 4);
+const tokens = estimateTokens;
 
 const randomId = (prefix: string) =>
   `${prefix}_scripted_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
@@ -232,10 +237,10 @@ async function sha256(text: string): Promise<string> {
 
 /**
  * Which part of a request's prompt is read from the cache and which is written to
- * it. As with the real API, the longest prefix ending at a breakpoint that an
- * earlier request already wrote is read, the rest up to the last breakpoint is
- * written, and caches are per model. Minimum cacheable lengths and expiry are not
- * simulated.
+ * it. As with the real API, a breakpoint counts only when the prefix up to it
+ * reaches the model's minimum cacheable length; the longest such prefix that an
+ * earlier request already wrote is read, the rest up to the last one is written,
+ * and caches are per model. Expiry is not simulated.
  */
 function promptCache() {
   const seen = new Set<string>();
@@ -244,10 +249,13 @@ function promptCache() {
     async usage(body: MessagesRequest): Promise<{ read: number; write: number }> {
       const segs = segments(body);
       const ends: { chars: number; hash: string }[] = [];
+      const minimum = minimumCacheableTokens(body.model);
       let prefix = body.model;
       for (const seg of segs) {
         prefix += `\n${seg.text}`;
-        if (seg.breakpoint) ends.push({ chars: prefix.length, hash: await sha256(prefix) });
+        if (seg.breakpoint && tokens(prefix.length) >= minimum) {
+          ends.push({ chars: prefix.length, hash: await sha256(prefix) });
+        }
       }
       if (ends.length === 0) return { read: 0, write: 0 };
       const hit = ends.findLast((end) => seen.has(end.hash));
@@ -328,7 +336,7 @@ export async function startScriptedClaude(
       return apiError(step.status, step.type, step.message, requestId);
     }
     let text = step.text ?? "";
-    let stopReason = step.kind === "tool_use" ? "tool_use" : "end_turn";
+    let stopReason: string = step.kind === "tool_use" ? "tool_use" : step.stop_reason ?? "end_turn";
     // A reply longer than max_tokens is cut off, as the real model's would be.
     if (step.kind === "text" && tokens(text.length) > body.max_tokens) {
       text = text.slice(0, body.max_tokens * 4);

@@ -7,8 +7,13 @@
 // maxActions effects per run, per-tool caps (calls and messages), calls only
 // between 1 minute and 90 days ahead (checked here and again in SQL, which also
 // holds the per-user daily cap). Each effect carries an idempotency key made of
-// the interaction, the tool and a hash of the normalised input, so a retried
-// run that repeats a call gets the first result back.
+// the interaction, the tool, its target and its ordinal (idempotency.ts), never
+// the wording, so a retried run that makes the call again gets the first result
+// back. Effects earlier attempts of the same analysis already had count towards
+// this run's caps, and the model is shown them.
+//
+// Each turn's usage and cost is recorded as the turn ends (recordTurn), so a
+// run killed midway still leaves what it spent.
 //
 // The run ends when the model calls record_analysis (sentiment and session
 // summary; the design's structured final answer), when it stops asking for
@@ -16,16 +21,18 @@
 // and summary stay unset. Insights are consolidated in memory and stored by
 // finish_analysis with everything else, so a failed run leaves no half-update.
 import type Anthropic from "@anthropic-ai/sdk";
+import { cacheable } from "../claude/caching.ts";
 import type { ClaudeLog } from "../claude/complete.ts";
 import { costUsd } from "../claude/pricing.ts";
 import { addUsage, normaliseUsage, type TokenUsage } from "../claude/usage.ts";
 import { type Executors, ToolRefused, type ToolResult } from "./executors.ts";
-import type { ClaimedAnalysis, RunRecord } from "./jobs.ts";
-import { idempotencyKey } from "./idempotency.ts";
+import type { ClaimedAnalysis, EarlierEffect, RunRecord } from "./jobs.ts";
+import { effectKey } from "./idempotency.ts";
 import { consolidate, type InsightItem, readInsights } from "./memory.ts";
-import { ANALYSIS_SYSTEM, renderAnalysisInput } from "./prompt.ts";
+import { analysisSystem, renderAnalysisInput, STATIC_PREFIX_CHARS } from "./prompt.ts";
 import {
   ANALYSIS_TOOLS,
+  isToolName,
   type ParsedToolCall,
   parseToolCall,
   type Sentiment,
@@ -76,6 +83,10 @@ export interface AgentDeps {
   executors: Executors;
   model: string;
   now: () => number;
+  /** Stores one model turn's usage and cost; awaited before the turn's tools run. */
+  recordTurn: (log: ClaudeLog) => Promise<void>;
+  /** What earlier attempts at this analysis already did. */
+  earlierEffects?: readonly EarlierEffect[];
   limits?: AgentLimits;
 }
 
@@ -88,34 +99,30 @@ export interface ActionRecord {
   error?: string;
 }
 
-export interface ExtractedCommitment {
-  commitment_id: unknown;
-  description: string;
-  due_at: string | null;
-}
-
 export interface AnalysisOutcome {
   sentiment: Sentiment | null;
   sessionSummary: string | null;
-  extractedCommitments: ExtractedCommitment[];
   /** The consolidated profile items, or null when the run did not touch them. */
   insights: InsightItem[] | null;
   /** Every tool call, as also stored in the run record. */
   actions: ActionRecord[];
   run: RunRecord;
-  logs: ClaudeLog[];
 }
 
 /** A run that could not finish; carries what it spent and did, for the record. */
 export class AnalysisRunError extends Error {
   override name = "AnalysisRunError";
-  constructor(message: string, readonly run: RunRecord, readonly logs: ClaudeLog[]) {
+  constructor(message: string, readonly run: RunRecord) {
     super(message);
   }
 }
 
-/** The conversation with one cache breakpoint on its newest block, so each turn reads the last. */
-function withBreakpoint(turns: Turn[]): MessageParam[] {
+/**
+ * The conversation with one cache breakpoint on its newest block, so each turn
+ * reads the last, once the prompt up to it is long enough for the model to cache.
+ */
+function withBreakpoint(turns: Turn[], model: string): MessageParam[] {
+  if (!cacheable(model, STATIC_PREFIX_CHARS + JSON.stringify(turns).length)) return turns;
   return turns.map((turn, i) => {
     if (i < turns.length - 1 || turn.content.length === 0) return turn;
     const marked = {
@@ -139,6 +146,18 @@ function echo(content: Anthropic.Messages.ContentBlock[]): ContentBlockParam[] {
 
 const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max)}…` : text);
 
+/** What a call acts on, for its key: the row it changes, or nothing for a new row. */
+function targetOf(call: ToolCall): string {
+  switch (call.tool) {
+    case "cancel_scheduled_call":
+      return `${call.input.scope}:${call.input.call_id}`;
+    case "update_commitment":
+      return call.input.commitment_id;
+    default:
+      return "";
+  }
+}
+
 export async function runAnalysisAgent(
   deps: AgentDeps,
   claim: ClaimedAnalysis,
@@ -153,15 +172,21 @@ export async function runAnalysisAgent(
   let model = deps.model;
   let turns = 0;
   let stopReason = "end_turn";
-  const logs: ClaudeLog[] = [];
   const actions: ActionRecord[] = [];
+  // Earlier attempts' effects count towards this run's caps.
+  const earlier = deps.earlierEffects ?? [];
+  const earlierKeys = new Set(earlier.map((e) => e.idempotency_key));
   const perTool = new Map<ToolName, number>();
-  let effects = 0;
+  for (const e of earlier) {
+    if (isToolName(e.tool)) perTool.set(e.tool, (perTool.get(e.tool) ?? 0) + 1);
+  }
+  let effects = earlierKeys.size;
+  /** Effects had so far per tool and target: the next one's ordinal is one more. */
+  const ordinals = new Map<string, number>();
   let sentiment: Sentiment | null = null;
   let sessionSummary: string | null = null;
   let insights: InsightItem[] | null = null;
   let finished = false;
-  const extracted: ExtractedCommitment[] = [];
 
   const record = (): RunRecord => ({
     model,
@@ -201,19 +226,33 @@ export async function runAnalysisAgent(
         return await deps.executors.schedule_call(call.input, key);
       case "cancel_scheduled_call":
         return await deps.executors.cancel_scheduled_call(call.input, key);
-      case "record_commitment": {
-        const result = await deps.executors.record_commitment(call.input, key);
-        extracted.push({
-          commitment_id: result.commitment_id,
-          description: call.input.description,
-          due_at: call.input.due_at ?? null,
-        });
-        return result;
-      }
+      case "record_commitment":
+        return await deps.executors.record_commitment(call.input, key);
       case "update_commitment":
         return await deps.executors.update_commitment(call.input, key);
       case "queue_message":
         return await deps.executors.queue_message(call.input, key);
+    }
+  };
+
+  /** Runs the effect; only one that happened takes up its ordinal. */
+  const perform = async (
+    block: ToolUseBlock,
+    call: ToolCall,
+    action: ActionRecord,
+    slot: string,
+    key: string,
+  ): Promise<ToolResultBlockParam> => {
+    try {
+      const result = await effect(call, key);
+      ordinals.set(slot, (ordinals.get(slot) ?? 0) + 1);
+      actions.push({ ...action, idempotency_key: key, result });
+      return reply(block.id, result);
+    } catch (err) {
+      if (err instanceof ToolRefused) {
+        return refuse(block, { ...action, idempotency_key: key }, err.message);
+      }
+      throw err;
     }
   };
 
@@ -235,6 +274,12 @@ export async function runAnalysisAgent(
       return reply(block.id, { recorded: true });
     }
     const action: ActionRecord = { tool: parsed.tool, status: "ok", input: parsed.input };
+    const slot = `${parsed.tool}:${targetOf(parsed)}`;
+    const ordinal = (ordinals.get(slot) ?? 0) + 1;
+    const key = effectKey(interactionId, parsed.tool, targetOf(parsed), ordinal);
+    // The same place as an earlier attempt's effect: the database answers with
+    // that effect, which is no new one, so no cap applies.
+    if (earlierKeys.has(key)) return await perform(block, parsed, action, slot, key);
     if (effects >= limits.maxActions) {
       return refuse(block, action, `this run has taken its ${limits.maxActions} actions; no more`);
     }
@@ -251,22 +296,12 @@ export async function runAnalysisAgent(
     }
     effects++;
     perTool.set(parsed.tool, (perTool.get(parsed.tool) ?? 0) + 1);
-    const key = await idempotencyKey(interactionId, parsed.tool, parsed.input);
-    try {
-      const result = await effect(parsed, key);
-      actions.push({ ...action, idempotency_key: key, result });
-      return reply(block.id, result);
-    } catch (err) {
-      if (err instanceof ToolRefused) {
-        return refuse(block, { ...action, idempotency_key: key }, err.message);
-      }
-      throw err;
-    }
+    return await perform(block, parsed, action, slot, key);
   };
 
   const messages: Turn[] = [{
     role: "user",
-    content: [{ type: "text", text: renderAnalysisInput(claim, new Date(started)) }],
+    content: [{ type: "text", text: renderAnalysisInput(claim, new Date(started), earlier) }],
   }];
 
   try {
@@ -289,9 +324,9 @@ export async function runAnalysisAgent(
       const res = await deps.createMessage({
         model: deps.model,
         max_tokens: limits.maxTokens,
-        system: [...ANALYSIS_SYSTEM],
+        system: analysisSystem(deps.model),
         tools: [...ANALYSIS_TOOLS],
-        messages: withBreakpoint(messages),
+        messages: withBreakpoint(messages, deps.model),
       }, { timeout: Math.min(limits.requestTimeoutMs, remaining), signal: abort.signal })
         .finally(() => clearTimeout(timer));
       turns++;
@@ -300,7 +335,7 @@ export async function runAnalysisAgent(
       const turnCost = costUsd(res.model, res.usage);
       usage = addUsage(usage, turnUsage);
       cost += turnCost;
-      logs.push({
+      await deps.recordTurn({
         userId: claim.user.id,
         agentId: "analyze-interaction",
         action: "analysis_turn",
@@ -328,16 +363,14 @@ export async function runAnalysisAgent(
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     stopReason = "error";
-    throw new AnalysisRunError(message, record(), logs);
+    throw new AnalysisRunError(message, record());
   }
 
   return {
     sentiment,
     sessionSummary,
-    extractedCommitments: extracted,
     insights,
     actions,
     run: record(),
-    logs,
   };
 }

@@ -68,7 +68,8 @@ export function createExecutors(sql: Sql, claim: ClaimRef): Executors {
       call(() =>
         sql`select public.analysis_cancel_scheduled_call(
           p_claim_token := ${token}, p_interaction_id := ${id}, p_call_id := ${input.call_id},
-          p_reason := ${input.reason}, p_idempotency_key := ${key}) as r`
+          p_reason := ${input.reason}, p_idempotency_key := ${key},
+          p_scope := ${input.scope}) as r`
       ),
     record_commitment: (input, key) =>
       call(() =>

@@ -1,38 +1,23 @@
-// Idempotency keys for tool effects: the interaction, the tool and a hash of
-// the normalised input, so a retried run that makes the same call again
-// (whitespace, key order or the offset of an instant aside) finds the effect
-// the first run had instead of making a second one.
+// Idempotency keys for tool effects. A key names the effect's place in the
+// analysis, never its wording: the interaction, the tool, what the tool acts on
+// (the call or commitment id for tools that change an existing row, plus the
+// scope of a cancellation) and the ordinal of that tool's effect on that target
+// within the run. A retried analysis of the same interaction walks the same
+// places, so its first schedule_call gets the first attempt's call back however
+// it words it, and the per-tool caps bound how many places there are.
+//
+// Why not hash the input: a retry words custom_instructions, a description or a
+// message differently, and a hash of the words then schedules a second call.
+// Why not only tell the retry what was done and refuse the rest: that trusts the
+// model to read it. The retry is also told (analysis_context.earlier_attempt),
+// so it can carry on where the first attempt stopped instead of repeating it.
 import type { ToolName } from "./tools.ts";
 
-/** Strings trimmed with inner whitespace collapsed, instants in UTC, keys sorted. */
-export function canonicalJson(value: unknown): string {
-  const normalise = (v: unknown): unknown => {
-    if (typeof v === "string") {
-      const s = v.trim().replace(/\s+/g, " ");
-      const ms = /^\d{4}-\d{2}-\d{2}T/.test(s) ? Date.parse(s) : NaN;
-      return Number.isNaN(ms) ? s : new Date(ms).toISOString();
-    }
-    if (Array.isArray(v)) return v.map(normalise);
-    if (v !== null && typeof v === "object") {
-      return Object.fromEntries(
-        Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) =>
-          a < b ? -1 : a > b ? 1 : 0
-        ).map(([k, x]) => [k, normalise(x)]),
-      );
-    }
-    return v;
-  };
-  return JSON.stringify(normalise(value));
-}
-
-export async function idempotencyKey(
+export function effectKey(
   interactionId: string,
   tool: ToolName,
-  input: unknown,
-): Promise<string> {
-  const bytes = new TextEncoder().encode(canonicalJson(input));
-  // 128 bits of SHA-256: no collision between two calls of one interaction.
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes), 0, 16);
-  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `analysis:${interactionId}:${tool}:${hex}`;
+  target: string,
+  ordinal: number,
+): string {
+  return `analysis:${interactionId}:${tool}:${target ? `${target}:` : ""}${ordinal}`;
 }

@@ -1,5 +1,5 @@
-// The analysis job's SQL side: claim, finish, fail and re-dispatch, through the
-// RPCs of migration 0008. Claim results are validated, so a schema drift is a
+// The analysis job's SQL side: claim, earlier effects, finish, fail and
+// re-dispatch, through the RPCs of migrations 0008 and 20261201000300. Claim results are validated, so a schema drift is a
 // clear error rather than a confused prompt.
 import { z } from "zod";
 import type { Sql } from "../db.ts";
@@ -61,9 +61,9 @@ export interface RunRecord {
   actions: unknown[];
 }
 
+/** extracted_commitments are read by finish_analysis from the commitments this interaction recorded. */
 export interface FinishRequest {
   sentiment: Sentiment | null;
-  extracted_commitments: unknown[];
   /** The whole profile to store, or null when the run did not change it. */
   insights: Record<string, unknown> | null;
   session_summary: string | null;
@@ -82,13 +82,37 @@ export async function claimAnalysis(
   return claimSchema.parse(claim);
 }
 
-/** `done`, or `stale` when the claim was lost (its lease lapsed and another run took the job). */
+const earlierEffectSchema = z.object({
+  tool: z.string(),
+  idempotency_key: z.string(),
+  result: z.record(z.string(), z.unknown()),
+  /** What the effect's row holds now (the call, commitment or message). */
+  state: z.record(z.string(), z.unknown()).nullable(),
+});
+
+export type EarlierEffect = z.infer<typeof earlierEffectSchema>;
+
+/** The effects earlier attempts at this analysis already had, oldest first. */
+export async function earlierEffects(
+  sql: Sql,
+  claim: { claimToken: string; interactionId: string },
+): Promise<EarlierEffect[]> {
+  const [{ effects }] = await sql<{ effects: unknown }[]>`
+    select public.analysis_earlier_effects(${claim.claimToken}, ${claim.interactionId}) as effects`;
+  return z.array(earlierEffectSchema).parse(effects);
+}
+
+/**
+ * `done`; `failed` when the model stopped on max_tokens or a refusal (recorded
+ * as such, not retried); `stale` when the lease lapsed, so a newer run of the
+ * user may have written their memory, or another run took the job.
+ */
 export async function finishAnalysis(
   sql: Sql,
   claim: { claimToken: string; interactionId: string },
   result: FinishRequest,
-): Promise<"done" | "stale"> {
-  const [{ status }] = await sql<{ status: "done" | "stale" }[]>`
+): Promise<"done" | "failed" | "stale"> {
+  const [{ status }] = await sql<{ status: "done" | "failed" | "stale" }[]>`
     select public.finish_analysis(
       ${claim.claimToken}, ${claim.interactionId}, ${asJson(result)}::text::jsonb
     ) ->> 'status' as status`;

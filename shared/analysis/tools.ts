@@ -1,6 +1,6 @@
 // The analysis agent's tools: zod schemas that validate every call before it
 // runs, and the Anthropic tool definitions generated from them once, so the
-// definitions are byte-identical across users and runs (they head the cached
+// definitions are byte-identical across users and runs (they head the static
 // prompt prefix). No tool takes a user id: the user is the claimed
 // interaction's, bound by the SQL side; unknown fields are refused, so a
 // `user_id` the model adds is an error, not ignored.
@@ -46,9 +46,17 @@ export const scheduleCallInput = z.object({
   ),
 }).strict();
 
+export const CANCEL_SCOPES = ["occurrence", "series"] as const;
+
 export const cancelScheduledCallInput = z.object({
   call_id: z.uuid().describe("The id of one of the user's pending calls, from the context."),
   reason: text(500).describe("Why it is cancelled, in a few words."),
+  // Series by default: what the tool did before it had a scope, and for a call
+  // without an RRULE the two are the same.
+  scope: z.enum(CANCEL_SCOPES).default("series").describe(
+    "occurrence: skip only this occurrence of a recurring call, the series goes on. " +
+      "series (the default): end the call and every later occurrence.",
+  ),
 }).strict();
 
 export const insightItemInput = z.object({
@@ -129,7 +137,9 @@ const DESCRIPTIONS: Record<ToolName, string> = {
     "Schedule a voice call to the user, for example a check-in they asked for or a reminder " +
     "before something they committed to. Only when the conversation gives a reason.",
   cancel_scheduled_call:
-    "Cancel one of the user's pending calls that is no longer wanted or no longer makes sense.",
+    "Cancel one of the user's pending calls that is no longer wanted or no longer makes sense. " +
+    'scope "occurrence" skips just that occurrence of a recurring call and keeps the series; ' +
+    'scope "series", the default when scope is omitted, ends the call and its recurrence.',
   update_user_insights:
     "Add, refresh or retire durable facts about the user (preferences, routines, goals, people " +
     "in their life). Keep them short; one fact per key.",
@@ -156,13 +166,15 @@ function inputSchema(schema: z.ZodType): Anthropic.Messages.Tool.InputSchema {
   return { ...rest, type: "object" };
 }
 
-/** The definitions sent with every analysis request; the last one ends a cached prefix. */
+/**
+ * The definitions sent with every analysis request. They come first in the
+ * prompt, so the breakpoint after the system text (prompt.ts) caches them too.
+ */
 export const ANALYSIS_TOOLS: readonly Anthropic.Messages.Tool[] = Object.freeze(
-  (Object.keys(TOOL_SCHEMAS) as ToolName[]).map((name, i, all) => ({
+  (Object.keys(TOOL_SCHEMAS) as ToolName[]).map((name) => ({
     name,
     description: DESCRIPTIONS[name],
     input_schema: inputSchema(TOOL_SCHEMAS[name]),
-    ...(i === all.length - 1 ? { cache_control: { type: "ephemeral" as const } } : {}),
   })),
 );
 

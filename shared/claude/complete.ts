@@ -1,12 +1,16 @@
-// One Claude call with a cached static system prompt, measured: tokens (cache
-// included), cost and duration, ready for agent_actions_log.
+// One Claude call with a static system prompt, measured: tokens (cache
+// included), cost and duration, ready for agent_actions_log. The system prompt
+// carries cache_control only when it reaches the model's minimum cacheable
+// length (caching.ts); the rendering and freshness prompts are a few hundred
+// tokens, far below it, so today they go uncached.
 import type Anthropic from "@anthropic-ai/sdk";
+import { cacheable } from "./caching.ts";
 import { costUsd } from "./pricing.ts";
 import { normaliseUsage, type TokenUsage } from "./usage.ts";
 
 export interface CompleteRequest {
   model: string;
-  /** Static text, identical across users and runs, so it is cached. */
+  /** Static text, identical across users and runs. */
   system: string;
   user: string;
   maxTokens: number;
@@ -42,7 +46,9 @@ export function createCompleter(
     const res = await client.messages.create({
       model: req.model,
       max_tokens: req.maxTokens,
-      system: [{ type: "text", text: req.system, cache_control: { type: "ephemeral" } }],
+      system: cacheable(req.model, req.system.length)
+        ? [{ type: "text", text: req.system, cache_control: { type: "ephemeral" } }]
+        : req.system,
       messages: [{ role: "user", content: req.user }],
     }, req.timeoutMs === undefined ? undefined : { timeout: req.timeoutMs, maxRetries: 0 });
     const usage = normaliseUsage(res.usage);

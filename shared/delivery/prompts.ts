@@ -1,5 +1,6 @@
 // What the processor asks Claude, and how it reads the answers. The system
-// texts are static so they cache; everything per message goes in the user turn.
+// texts are static; everything per message goes in the user turn. They are far
+// below the minimum cacheable length of every model, so they are not cached.
 
 export const RENDER_SYSTEM = `RENDER_SMS
 You write one SMS from a personal assistant to its user, from the structured update you are given.

@@ -238,6 +238,153 @@ stackTest("a retried run never repeats an effect", async () => {
   assert.ok(results.every((r) => !r.is_error && JSON.parse(r.content).replayed === true));
 });
 
+stackTest("a retry worded differently ends with exactly the effects of one run", async () => {
+  const user = await createUser(sql, { timezone: "Europe/Berlin" });
+  const mark = marker();
+  const at = new Date(Date.now() + 2 * 86_400_000);
+  at.setUTCSeconds(0, 0);
+  const first = {
+    kind: "tool_use",
+    match: mark,
+    calls: [
+      {
+        name: "schedule_call",
+        input: {
+          call_type: "check_in",
+          scheduled_for: at.toISOString(),
+          custom_instructions: "Ask whether the dentist is booked.",
+        },
+      },
+      { name: "record_commitment", input: { description: "Book the dentist this week" } },
+      { name: "queue_message", input: { text: "Good luck booking the dentist!" } },
+      {
+        name: "update_user_insights",
+        input: { items: [{ key: "Dentist anxiety", value: "Dreads the dentist" }] },
+      },
+    ],
+  };
+  // The retry says every one of them in other words (the call's instant with
+  // another offset, too), as a model asked again would.
+  const plusTwo = new Date(at.getTime() + 2 * 3_600_000).toISOString().slice(0, 19) + "+02:00";
+  const reworded = {
+    kind: "tool_use",
+    match: mark,
+    calls: [
+      {
+        name: "schedule_call",
+        input: {
+          call_type: "follow_up",
+          scheduled_for: plusTwo,
+          custom_instructions: "Check in about the dentist appointment they meant to make.",
+        },
+      },
+      { name: "record_commitment", input: { description: "Make a dentist appointment" } },
+      { name: "queue_message", input: { text: "Hope the dentist call goes well." } },
+      {
+        name: "update_user_insights",
+        input: { items: [{ key: "Fear of dentists", value: "Is anxious about dental visits" }] },
+      },
+    ],
+  };
+  await scripted.script([first, ...outage(mark), reworded, finishStep(mark)]);
+  const id = await insertInteraction(user.id, `Dentist, ugh. I'll book it. ${mark}`);
+  await until(id, "the first attempt to fail", (r) => r.analysis_error !== null);
+  assert.deepEqual(
+    { ...(await counts(user.id)) },
+    { calls: 1, commitments: 1, messages: 1, runs: 1 },
+  );
+
+  const retry = await post({ interaction_id: id });
+  assert.equal(retry.status, 200, JSON.stringify(retry.body));
+  const done = await until(id, "the retry", (r) => r.analysis_status === "done");
+  assert.equal(done.attempts, 2);
+  assert.deepEqual(
+    { ...(await counts(user.id)) },
+    { calls: 1, commitments: 1, messages: 1, runs: 2 },
+    "one call, one commitment, one message: the effects of one run",
+  );
+  const [call] = await sql`
+    select call_type, custom_instructions, scheduled_for from public.scheduled_calls
+     where user_id = ${user.id}`;
+  assert.equal(call.custom_instructions, "Ask whether the dentist is booked.");
+  assert.equal(call.scheduled_for.toISOString(), at.toISOString());
+  // Insights are stored with the run that finishes: only the retry's.
+  const [{ insights, extracted }] = await sql`
+    select u.insights, i.extracted_commitments as extracted
+      from public.users u join public.interactions i on i.user_id = u.id
+     where u.id = ${user.id} and i.id = ${id}`;
+  assert.deepEqual(insights.items.map((i: { key: string }) => i.key), ["fear_of_dentists"]);
+  assert.deepEqual(
+    extracted.map((c: { description: string }) => c.description),
+    ["Book the dentist this week"],
+  );
+
+  // The retry was told what the first attempt did, and got those effects back.
+  const requests = await requestsFor(mark);
+  const retryFirst = requests.at(-2)!;
+  assert.match(JSON.stringify(retryFirst.body.messages[0]), /earlier_attempt/);
+  const results = toolResults(requests.at(-1)!);
+  assert.deepEqual(
+    results.slice(0, 3).map((r) => JSON.parse(r.content).replayed),
+    [true, true, true],
+  );
+});
+
+stackTest("a run cut off by max_tokens or a refusal is recorded as such, not done", async () => {
+  for (const stop of ["max_tokens", "refusal"]) {
+    const user = await createUser(sql);
+    const mark = marker();
+    await scripted.script([
+      {
+        kind: "tool_use",
+        match: mark,
+        calls: [{ name: "record_commitment", input: { description: "Renew passport" } }],
+      },
+      stop === "max_tokens"
+        // Longer than the run's 4,096 output tokens: the reply is cut.
+        ? { kind: "text", match: mark, text: "word ".repeat(5_000) }
+        : { kind: "text", match: mark, text: "", stop_reason: "refusal" },
+    ]);
+    const id = await insertInteraction(user.id, `Passport. ${mark}`);
+    const ended = await until(id, `the ${stop} run`, (r) => r.finished);
+    assert.equal(ended.analysis_status, "failed", stop);
+    assert.match(ended.analysis_error!, new RegExp(stop));
+    assert.equal(ended.sentiment, null);
+    assert.equal(ended.attempts, 1, "not retried: the same prompt would stop the same way");
+    const [run] = await sql`
+      select success, outcome, error from public.sdk_actions where interaction_id = ${id}`;
+    assert.deepEqual({ success: run.success, outcome: run.outcome }, {
+      success: false,
+      outcome: stop,
+    });
+    assert.equal((await counts(user.id)).commitments, 1, "effects before the stop stay");
+    const webhook = await response(ended.last_request_id!);
+    assert.equal(webhook.status_code, 200);
+    assert.equal(JSON.parse(webhook.content).stop_reason, stop);
+  }
+});
+
+stackTest("a 200,000-character transcript is analysed on its first webhook", async () => {
+  const user = await createUser(sql);
+  const mark = marker();
+  await scripted.script([finishStep(mark, "neutral")]);
+  // The largest transcript allowed, in its largest JSON form: control characters
+  // are written \u00XX (6 bytes) and emoji take 4, over 1 MB once in JSON.
+  const filler = "\u0007".repeat(150_000) + "🙂".repeat(50_000 - mark.length - 1);
+  const transcript = `${mark} ${filler}`;
+  assert.equal([...transcript].length, 200_000);
+  const id = await insertInteraction(user.id, transcript);
+  const done = await until(id, "the analysis", (r) => r.analysis_status === "done");
+  assert.deepEqual({ attempts: done.attempts, dispatches: done.dispatches }, {
+    attempts: 1,
+    dispatches: 1,
+  });
+  const webhook = await response(done.last_request_id!);
+  assert.equal(webhook.status_code, 200, webhook.content);
+  const [sent] = await requestsFor(mark);
+  assert.match(JSON.stringify(sent.body), /transcript cut at 60000 characters/);
+});
+
 stackTest(
   "a tool call with invalid input gets an is_error result and the run goes on",
   async () => {
@@ -316,8 +463,8 @@ stackTest("two users' requests share a byte-identical cached prefix", async () =
   assert.equal(JSON.stringify(a.tools), JSON.stringify(b.tools));
   assert.equal(JSON.stringify(a.system), JSON.stringify(b.system));
   assert.notEqual(JSON.stringify(a.messages), JSON.stringify(b.messages));
-  const lastTool = a.tools?.at(-1) as { cache_control?: unknown };
-  assert.deepEqual(lastTool.cache_control, { type: "ephemeral" });
+  // The default model (Sonnet 4.5) caches from 1,024 tokens: the static prefix
+  // (about 2,000) carries the breakpoint, after the system text.
   const system = a.system as { text: string; cache_control?: unknown }[];
   assert.deepEqual(system.at(-1)?.cache_control, { type: "ephemeral" });
   assert.match(system[0].text, /ANALYZE_INTERACTION/);

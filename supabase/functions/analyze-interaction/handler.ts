@@ -17,7 +17,8 @@ export interface AnalyzeHandlerDeps {
 }
 
 /**
- * 200 with what the run did; 202 when there is nothing to do now (busy, done);
+ * 200 with what the run did (status failed when the model stopped on
+ * max_tokens or a refusal, which is recorded and not retried); 202 when there is nothing to do now (busy, done);
  * 404 for an unknown interaction; 409 when the run lost its claim; 500 with the
  * error when the run failed (recorded, retried later); 503 without Claude.
  */
@@ -48,6 +49,14 @@ export function createAnalyzeHandler(deps: AnalyzeHandlerDeps) {
         return json({
           status: "done",
           interaction_id: interactionId,
+          actions: result.actions,
+        });
+      case "stopped":
+        // Handled and recorded: the job is over, so nothing is gained by a retry.
+        return json({
+          status: "failed",
+          interaction_id: interactionId,
+          stop_reason: result.stopReason,
           actions: result.actions,
         });
       case "nothing":

@@ -1,7 +1,8 @@
-// One analysis of one interaction: claim the job, run the agent, then record
-// the outcome (finish_analysis) or the failure (fail_analysis, which retries
-// with backoff until the job runs out of attempts). Claude calls are logged to
-// agent_actions_log either way.
+// One analysis of one interaction: claim the job, read what earlier attempts
+// already did, run the agent, then record the outcome (finish_analysis) or the
+// failure (fail_analysis, which retries with backoff until the job runs out of
+// attempts). Each model turn's usage goes to agent_actions_log as the turn
+// ends, so a run killed midway still shows what it spent.
 import {
   type ActionRecord,
   type AnalysisOutcome,
@@ -13,6 +14,7 @@ import { createExecutors } from "../../../shared/analysis/executors.ts";
 import {
   claimAnalysis,
   type ClaimedAnalysis,
+  earlierEffects,
   failAnalysis,
   finishAnalysis,
   type RunRecord,
@@ -36,9 +38,11 @@ export type ActionSummary = Omit<ActionRecord, "input" | "idempotency_key">;
 
 export type AnalyzeResult =
   | { kind: "analysed"; actions: ActionSummary[]; sentiment: string | null }
+  /** The model stopped on max_tokens or a refusal: recorded as failed, not retried. */
+  | { kind: "stopped"; actions: ActionSummary[]; stopReason: string }
   | { kind: "nothing"; status: "busy" | "done"; detail: string }
   | { kind: "failed"; error: string; willRetry: boolean; attempts: number }
-  /** The claim lapsed while running: another run owns the job now. */
+  /** The claim lapsed while running: another run owns the job now, or may. */
   | { kind: "stale" };
 
 const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -76,15 +80,13 @@ export async function analyzeInteraction(
       executors: createExecutors(deps.sql, ref),
       model: deps.model,
       now: deps.now,
+      recordTurn: (log) => writeClaudeLogs(deps.sql, [log]),
+      earlierEffects: await earlierEffects(deps.sql, ref),
     }, claim);
   } catch (err) {
-    if (!(err instanceof AnalysisRunError)) return await fail(err, null);
-    await writeClaudeLogs(deps.sql, err.logs);
-    return await fail(err, err.run);
+    return await fail(err, err instanceof AnalysisRunError ? err.run : null);
   }
-  // Logged before the outcome, so a finished analysis always has its log rows.
-  await writeClaudeLogs(deps.sql, outcome.logs);
-  let status: "done" | "stale";
+  let status: "done" | "failed" | "stale";
   try {
     status = await finishAnalysis(deps.sql, ref, finishRequest(claim, outcome, deps.now()));
   } catch (err) {
@@ -92,13 +94,14 @@ export async function analyzeInteraction(
   }
   deps.log("analysed", { interaction_id: interactionId, status, turns: outcome.run.turns });
   if (status === "stale") return { kind: "stale" };
-  return { kind: "analysed", actions: summarise(outcome.actions), sentiment: outcome.sentiment };
+  const actions = summarise(outcome.actions);
+  if (status === "failed") return { kind: "stopped", actions, stopReason: outcome.run.stop_reason };
+  return { kind: "analysed", actions, sentiment: outcome.sentiment };
 }
 
 function finishRequest(claim: ClaimedAnalysis, outcome: AnalysisOutcome, now: number) {
   return {
     sentiment: outcome.sentiment,
-    extracted_commitments: outcome.extractedCommitments,
     insights: outcome.insights
       ? writeInsights(claim.user.insights, outcome.insights, new Date(now).toISOString())
       : null,

@@ -55,6 +55,11 @@ Deno.test("each outcome has its status", async () => {
       200,
       { status: "done", actions: [{ tool: "record_commitment", status: "ok" }] },
     ],
+    [
+      { kind: "stopped", actions: [], stopReason: "max_tokens" },
+      200,
+      { status: "failed", stop_reason: "max_tokens" },
+    ],
     [{ kind: "nothing", status: "busy", detail: "x" }, 202, { status: "busy" }],
     [{ kind: "nothing", status: "done", detail: "done" }, 202, { status: "done" }],
     [{ kind: "stale" }, 409, { error: "claim_lost" }],

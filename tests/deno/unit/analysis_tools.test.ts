@@ -5,7 +5,7 @@ import { ANALYSIS_TOOLS, parseToolCall } from "../../../shared/analysis/tools.ts
 
 const future = "2026-12-01T09:30:00-05:00";
 
-Deno.test("the six tools and record_analysis, with cache_control on the last only", () => {
+Deno.test("the six tools and record_analysis; the breakpoint is after the system text", () => {
   assert.deepEqual(ANALYSIS_TOOLS.map((t) => t.name), [
     "schedule_call",
     "cancel_scheduled_call",
@@ -15,8 +15,32 @@ Deno.test("the six tools and record_analysis, with cache_control on the last onl
     "queue_message",
     "record_analysis",
   ]);
-  assert.deepEqual(ANALYSIS_TOOLS.at(-1)?.cache_control, { type: "ephemeral" });
-  assert.ok(ANALYSIS_TOOLS.slice(0, -1).every((t) => t.cache_control === undefined));
+  assert.ok(ANALYSIS_TOOLS.every((t) => t.cache_control === undefined));
+});
+
+Deno.test("cancel_scheduled_call says which: one occurrence, or the series by default", () => {
+  const call_id = crypto.randomUUID();
+  const parsed = (input: unknown) => {
+    const p = parseToolCall("cancel_scheduled_call", input);
+    return p.ok ? p.input : p.error;
+  };
+  assert.deepEqual(parsed({ call_id, reason: "moved" }), {
+    call_id,
+    reason: "moved",
+    scope: "series",
+  });
+  assert.deepEqual(parsed({ call_id, reason: "away", scope: "occurrence" }), {
+    call_id,
+    reason: "away",
+    scope: "occurrence",
+  });
+  assert.match(String(parsed({ call_id, reason: "x", scope: "all" })), /scope/);
+  const tool = ANALYSIS_TOOLS.find((t) => t.name === "cancel_scheduled_call")!;
+  assert.match(tool.description ?? "", /default/);
+  assert.deepEqual(
+    (tool.input_schema.properties as Record<string, { enum?: string[] }>).scope.enum,
+    ["occurrence", "series"],
+  );
 });
 
 Deno.test("no tool takes a user id, and none accepts unknown fields", () => {

@@ -149,12 +149,13 @@ Deno.test("a cached prefix is written on first sight and read after", async () =
   await withServer(async (_server, client) => {
     const system: Anthropic.TextBlockParam[] = [{
       type: "text",
-      text: "You are the orchestrator. ".repeat(200),
+      // About 4,600 tokens: above every model's minimum cacheable length.
+      text: "You are the orchestrator. ".repeat(700),
       cache_control: { type: "ephemeral" },
     }];
     const first = await ask(client, "first question", { system });
     const written = first.usage.cache_creation_input_tokens ?? 0;
-    assert.ok(written > 1000, `wrote ${written}`);
+    assert.ok(written > 4096, `wrote ${written}`);
     assert.equal(first.usage.cache_read_input_tokens, 0);
 
     const second = await ask(client, "a different question", { system });
@@ -338,4 +339,45 @@ Deno.test("a scripted delay answers with its step, and stop() does not wait it o
   await delayed;
   await server.stop();
   assert.equal(textOf(await pending), "late");
+});
+
+Deno.test("a prefix shorter than the model's minimum cacheable length is not cached", async () => {
+  await withServer(async (_server, client) => {
+    // About 2,600 tokens: enough for Sonnet 4.5 (1,024) and 4.6 (2,048), not Haiku 4.5 (4,096).
+    const system: Anthropic.TextBlockParam[] = [{
+      type: "text",
+      text: "You are the orchestrator. ".repeat(400),
+      cache_control: { type: "ephemeral" },
+    }];
+    const twice = async (model: string) => {
+      await ask(client, "one", { system, model });
+      return (await ask(client, "two", { system, model })).usage;
+    };
+    const haiku = await twice("claude-haiku-4-5-20251001");
+    assert.equal(haiku.cache_read_input_tokens, 0);
+    assert.equal(haiku.cache_creation_input_tokens, 0);
+    assert.ok(haiku.input_tokens > 2500, "all of it billed as plain input");
+    for (const model of ["claude-sonnet-4-5-20250929", "claude-sonnet-4-6"]) {
+      assert.ok(((await twice(model)).cache_read_input_tokens ?? 0) > 2500, model);
+    }
+    const short: Anthropic.TextBlockParam[] = [{
+      type: "text",
+      text: "Short rules. ".repeat(100),
+      cache_control: { type: "ephemeral" },
+    }];
+    await ask(client, "one", { system: short, model: "claude-sonnet-4-5" });
+    const again = await ask(client, "two", { system: short, model: "claude-sonnet-4-5" });
+    assert.equal(again.usage.cache_read_input_tokens, 0, "below 1,024 tokens even on Sonnet 4.5");
+  });
+});
+
+Deno.test("a scripted text can end on a refusal or max_tokens", async () => {
+  await withServer(async (server, client) => {
+    server.script([
+      { kind: "text", text: "", stop_reason: "refusal" },
+      { kind: "text", text: "cut", stop_reason: "max_tokens" },
+    ]);
+    assert.equal((await ask(client, "one")).stop_reason, "refusal");
+    assert.equal((await ask(client, "two")).stop_reason, "max_tokens");
+  });
 });
