@@ -374,13 +374,13 @@ stackTest("a 200,000-character transcript is analysed on its first webhook", asy
   const transcript = `${mark} ${filler}`;
   assert.equal([...transcript].length, 200_000);
   const id = await insertInteraction(user.id, transcript);
+  const webhook = await response((await job(id)).last_request_id!);
+  assert.equal(webhook.status_code, 200, webhook.content);
   const done = await until(id, "the analysis", (r) => r.analysis_status === "done");
   assert.deepEqual({ attempts: done.attempts, dispatches: done.dispatches }, {
     attempts: 1,
     dispatches: 1,
   });
-  const webhook = await response(done.last_request_id!);
-  assert.equal(webhook.status_code, 200, webhook.content);
   const [sent] = await requestsFor(mark);
   assert.match(JSON.stringify(sent.body), /transcript cut at 60000 characters/);
 });

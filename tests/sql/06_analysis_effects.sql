@@ -6,7 +6,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 set search_path = public, extensions;
-select plan(33);
+select plan(34);
 
 -- Whatever other tests left due waits, so re-dispatch counts only this file's jobs.
 update analysis_jobs set next_attempt_at = now() + interval '10 years' where finished_at is null;
@@ -26,72 +26,10 @@ language sql as $$
   update public.analysis_jobs set next_attempt_at = now() - interval '1 second' where interaction_id = p_id;
 $$;
 
--- Webhooks that keep failing before a run starts ------------------------------------
-insert into interactions (id, user_id, channel, transcript) values
-  ('00000000-0000-4000-8000-0000000009c1', '00000000-0000-4000-8000-0000000009a1', 'voice',
-   'Nobody will ever analyse this: the function has no Claude.'),
-  ('00000000-0000-4000-8000-0000000009c2', '00000000-0000-4000-8000-0000000009a2', 'sms',
-   'Busy every time.');
-
-do $$
-begin
-  for i in 1..10 loop
-    perform pg_temp.answer_last('00000000-0000-4000-8000-0000000009c1', 503,
-      '{"error":"not_configured","message":"Claude is not configured"}');
-    perform pg_temp.answer_last('00000000-0000-4000-8000-0000000009c2', 202, '{"status":"busy"}');
-    perform public.redispatch_analysis_jobs();
-  end loop;
-end
-$$;
-select is(pg_temp.status_of('00000000-0000-4000-8000-0000000009c1'), 'failed',
-  'a job whose webhook answers 503 every time ends failed');
-select matches((select analysis_error from interactions where id = '00000000-0000-4000-8000-0000000009c1'),
-  'HTTP 503.*not_configured', 'with the last HTTP status and answer as its error');
-select is((select (dispatches, attempts, finished_at is not null)::text from analysis_jobs
-            where interaction_id = '00000000-0000-4000-8000-0000000009c1'),
-  '(6,0,t)', 'after six dispatches (the webhook and five more), no run ever started');
-select is((select (failed_dispatches, last_http_status)::text from analysis_jobs
-            where interaction_id = '00000000-0000-4000-8000-0000000009c1'),
-  '(6,503)', 'each failed dispatch is counted, the last status kept');
-select is(pg_temp.status_of('00000000-0000-4000-8000-0000000009c2'), 'pending',
-  'a job answered 202 (busy) is no failure and keeps its turn');
-select is((select (failed_dispatches, last_http_status)::text from analysis_jobs
-            where interaction_id = '00000000-0000-4000-8000-0000000009c2'),
-  '(0,202)', 'with nothing counted against it');
-
-insert into interactions (id, user_id, channel, transcript) values
-  ('00000000-0000-4000-8000-0000000009c3', '00000000-0000-4000-8000-0000000009a1', 'sms', 'Timed out.');
-update analysis_jobs set max_failed_dispatches = 2 where interaction_id = '00000000-0000-4000-8000-0000000009c3';
-insert into net._http_response (id, timed_out, error_msg)
-  select last_request_id, true, 'Timeout of 120000 ms reached' from analysis_jobs
-   where interaction_id = '00000000-0000-4000-8000-0000000009c3';
-update analysis_jobs set next_attempt_at = now() - interval '1 second'
- where interaction_id = '00000000-0000-4000-8000-0000000009c3';
-select is(redispatch_analysis_jobs(), 1, 'a timed-out webhook is sent again');
-update analysis_jobs set next_attempt_at = now() - interval '1 second'
- where interaction_id = '00000000-0000-4000-8000-0000000009c3';
-select is(redispatch_analysis_jobs(), 0, 'a request never answered counts as failed too');
-select matches((select analysis_error from interactions where id = '00000000-0000-4000-8000-0000000009c3'),
-  'failed 2 times.*no response recorded', 'and the error says so');
-
--- The webhook body --------------------------------------------------------------------
-select is((select (body -> 'record') - 'created_at' from (
-             select convert_from(body, 'UTF8')::jsonb as body from net.http_request_queue) q
-            where body -> 'record' ->> 'id' = '00000000-0000-4000-8000-0000000009c2'),
-  '{"id": "00000000-0000-4000-8000-0000000009c2", "user_id": "00000000-0000-4000-8000-0000000009a2",
-    "channel": "sms", "call_type": "general", "scheduled_call_id": null, "analysis_status": "pending",
-    "transcript_chars": 16}'::jsonb,
-  'the webhook names the interaction');
-select is((select count(*)::int from net.http_request_queue
-            where convert_from(body, 'UTF8') like '%Busy every time%'
-               or convert_from(body, 'UTF8') like '%has no Claude%'),
-  0, 'but never carries its transcript');
-
 -- A lapsed lease writes nothing ----------------------------------------------------------
 insert into interactions (id, user_id, channel, transcript, analysis_status) values
   ('00000000-0000-4000-8000-0000000009d1', '00000000-0000-4000-8000-0000000009a2', 'sms', 'Old run.', 'running'),
   ('00000000-0000-4000-8000-0000000009d2', '00000000-0000-4000-8000-0000000009a2', 'sms', 'New run.', 'running');
-update analysis_jobs set finished_at = now() where interaction_id = '00000000-0000-4000-8000-0000000009c2';
 create temp table tok (name text primary key, token uuid);
 insert into tok select 'old', (claim_analysis('00000000-0000-4000-8000-0000000009d1', 60) ->> 'claim_token')::uuid;
 select is((claim_analysis('00000000-0000-4000-8000-0000000009d2', 60) ->> 'status'), 'busy',
@@ -126,13 +64,78 @@ select is((finish_analysis((select token from tok where name = 'cut'), '00000000
 select is((select (analysis_status, analysis_error like '%max_tokens%')::text from interactions
             where id = '00000000-0000-4000-8000-0000000009e1'),
   '(failed,t)', 'the interaction is failed with the reason');
-select is((select (success, outcome, output_tokens)::text from sdk_actions
+select is((select (success, output_tokens)::text from sdk_actions
             where interaction_id = '00000000-0000-4000-8000-0000000009e1'),
-  '(f,max_tokens,4096)', 'and its run is recorded unsuccessful, with the outcome');
+  '(f,4096)', 'and its run is recorded unsuccessful');
 select isnt((select finished_at from analysis_jobs where interaction_id = '00000000-0000-4000-8000-0000000009e1'),
   null, 'the job is over: the same prompt would stop the same way');
 select is((select insights from users where id = '00000000-0000-4000-8000-0000000009a1'), '{}'::jsonb,
   'its memory is not stored');
+
+-- Webhooks that keep failing before a run starts ------------------------------------
+insert into interactions (id, user_id, channel, transcript) values
+  ('00000000-0000-4000-8000-0000000009c1', '00000000-0000-4000-8000-0000000009a1', 'voice',
+   'Nobody will ever analyse this: the function has no Claude.'),
+  ('00000000-0000-4000-8000-0000000009c2', '00000000-0000-4000-8000-0000000009a2', 'sms',
+   'Busy every time.');
+
+do $$
+begin
+  for i in 1..10 loop
+    perform pg_temp.answer_last('00000000-0000-4000-8000-0000000009c1', 503,
+      '{"error":"not_configured","message":"Claude is not configured"}');
+    perform pg_temp.answer_last('00000000-0000-4000-8000-0000000009c2', 202, '{"status":"busy"}');
+    perform public.redispatch_analysis_jobs();
+  end loop;
+end
+$$;
+select is(pg_temp.status_of('00000000-0000-4000-8000-0000000009c1'), 'failed',
+  'a job whose webhook answers 503 every time ends failed');
+select matches((select analysis_error from interactions where id = '00000000-0000-4000-8000-0000000009c1'),
+  'HTTP 503.*not_configured', 'with the last HTTP status and answer as its error');
+select is((select (dispatches, attempts, finished_at is not null)::text from analysis_jobs
+            where interaction_id = '00000000-0000-4000-8000-0000000009c1'),
+  '(6,0,t)', 'after six dispatches (the webhook and five more), no run ever started');
+select is(pg_temp.status_of('00000000-0000-4000-8000-0000000009c2'), 'pending',
+  'a job answered 202 (busy) is no failure and keeps its turn');
+
+-- The webhook body --------------------------------------------------------------------
+select is((select (body -> 'record') - 'created_at' from (
+             select convert_from(body, 'UTF8')::jsonb as body from net.http_request_queue) q
+            where body -> 'record' ->> 'id' = '00000000-0000-4000-8000-0000000009c2'),
+  '{"id": "00000000-0000-4000-8000-0000000009c2", "user_id": "00000000-0000-4000-8000-0000000009a2",
+    "channel": "sms", "call_type": "general", "scheduled_call_id": null, "analysis_status": "pending",
+    "transcript_chars": 16}'::jsonb,
+  'the webhook names the interaction');
+select is((select count(*)::int from net.http_request_queue
+            where convert_from(body, 'UTF8') like '%Busy every time%'
+               or convert_from(body, 'UTF8') like '%has no Claude%'),
+  0, 'but never carries its transcript');
+
+-- What needs this migration's columns and functions ------------------------------
+select is((select (failed_dispatches, last_http_status)::text from analysis_jobs
+            where interaction_id = '00000000-0000-4000-8000-0000000009c1'),
+  '(6,503)', 'each failed dispatch is counted, the last status kept');
+select is((select (failed_dispatches, last_http_status)::text from analysis_jobs
+            where interaction_id = '00000000-0000-4000-8000-0000000009c2'),
+  '(0,202)', 'with nothing counted against it');
+select is((select outcome from sdk_actions where interaction_id = '00000000-0000-4000-8000-0000000009e1'),
+  'max_tokens', 'with the outcome');
+
+insert into interactions (id, user_id, channel, transcript) values
+  ('00000000-0000-4000-8000-0000000009c3', '00000000-0000-4000-8000-0000000009a1', 'sms', 'Timed out.');
+update analysis_jobs set max_failed_dispatches = 2 where interaction_id = '00000000-0000-4000-8000-0000000009c3';
+insert into net._http_response (id, timed_out, error_msg)
+  select last_request_id, true, 'Timeout of 120000 ms reached' from analysis_jobs
+   where interaction_id = '00000000-0000-4000-8000-0000000009c3';
+update analysis_jobs set next_attempt_at = now() - interval '1 second'
+ where interaction_id = '00000000-0000-4000-8000-0000000009c3';
+select is(redispatch_analysis_jobs(), 1, 'a timed-out webhook is sent again');
+update analysis_jobs set next_attempt_at = now() - interval '1 second'
+ where interaction_id = '00000000-0000-4000-8000-0000000009c3';
+select is(redispatch_analysis_jobs(), 0, 'a request never answered counts as failed too');
+select matches((select analysis_error from interactions where id = '00000000-0000-4000-8000-0000000009c3'),
+  'failed 2 times.*no response recorded', 'and the error says so');
 
 -- cancel_scheduled_call's scope, and what earlier attempts did ------------------------------
 insert into interactions (id, user_id, channel, transcript, analysis_status) values

@@ -1,9 +1,6 @@
 import assert from "node:assert/strict";
-import type Anthropic from "@anthropic-ai/sdk";
 import { cacheable, minimumCacheableTokens } from "../../../shared/claude/caching.ts";
-import { createCompleter } from "../../../shared/claude/complete.ts";
 import { costUsd } from "../../../shared/claude/pricing.ts";
-import { FRESHNESS_SYSTEM, RENDER_SYSTEM } from "../../../shared/delivery/prompts.ts";
 import { addUsage, normaliseUsage } from "../../../shared/claude/usage.ts";
 
 const M = 1_000_000;
@@ -134,30 +131,4 @@ Deno.test("minimum cacheable lengths follow the model family and version", () =>
   for (const [model, tokens] of cases) assert.equal(minimumCacheableTokens(model), tokens, model);
   assert.equal(cacheable("claude-sonnet-4-5", 4096), true);
   assert.equal(cacheable("claude-sonnet-4-5", 4092), false);
-});
-
-Deno.test("render and freshness prompts go without cache_control; a long system prompt keeps it", async () => {
-  const sent: Anthropic.Messages.MessageCreateParamsNonStreaming[] = [];
-  const client = {
-    messages: {
-      create: (params: Anthropic.Messages.MessageCreateParamsNonStreaming) => {
-        sent.push(params);
-        return Promise.resolve({
-          id: "msg_1",
-          model: params.model,
-          content: [{ type: "text", text: "ok" }],
-          stop_reason: "end_turn",
-          usage: { input_tokens: 10, output_tokens: 2 },
-        });
-      },
-    },
-  } as unknown as Anthropic;
-  const complete = createCompleter(client, "test");
-  for (const system of [RENDER_SYSTEM, FRESHNESS_SYSTEM, "x".repeat(8000)]) {
-    await complete({ model: "claude-haiku-4-5", system, user: "u", maxTokens: 100 });
-    await complete({ model: "claude-sonnet-4-5", system, user: "u", maxTokens: 100 });
-  }
-  const marked = sent.map((p) => JSON.stringify(p.system).includes("cache_control"));
-  assert.deepEqual(marked, [false, false, false, false, false, true]);
-  assert.equal(sent[0].system, RENDER_SYSTEM);
 });
