@@ -147,26 +147,26 @@ end
 $$;
 
 -- 2. Users with due work ------------------------------------------------------------
--- The users of the oldest due rows and of any due urgent row, that no other
+-- The users of any due urgent row, then of the oldest due rows, that no other
 -- processor holds (SKIP LOCKED: overlapping runs share users, never wait).
 -- Reads at most 5 x p_limit index entries, whatever the backlog.
 create or replace function public.lock_delivery_users(p_limit integer, p_now timestamptz)
 returns uuid[]
 language sql security definer set search_path = '' as $$
   with candidates as (
-    select user_id, min(next_attempt_at) as first_due from (
-      (select user_id, next_attempt_at from public.message_queue
+    select user_id, bool_or(urgent) as urgent, min(next_attempt_at) as first_due from (
+      (select user_id, next_attempt_at, true as urgent from public.message_queue
         where status = 'queued' and priority_rank = 0 and next_attempt_at <= p_now
         order by next_attempt_at limit p_limit)
       union all
-      (select user_id, next_attempt_at from public.message_queue
+      (select user_id, next_attempt_at, false from public.message_queue
         where status = 'queued' and next_attempt_at <= p_now
         order by next_attempt_at limit p_limit * 4)
     ) d
     group by user_id
   ), locked as (
     select u.id from public.users u join candidates c on c.user_id = u.id
-     order by c.first_due, u.id
+     order by c.urgent desc, c.first_due, u.id
      limit p_limit
        for no key update of u skip locked
   )
