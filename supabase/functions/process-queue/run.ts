@@ -4,8 +4,8 @@ import type { Sql } from "../../../shared/db.ts";
 import { redispatchAnalysisJobs } from "../../../shared/analysis/jobs.ts";
 import {
   type ReconcileDeps,
-  reconcileUnknownMessages,
   type ReconcileSummary,
+  reconcileUnknownMessages,
 } from "../../../shared/delivery/reconcile.ts";
 import {
   type CallDispatchDeps,
@@ -48,16 +48,26 @@ export interface RunDeps {
   /** Null when VOICE_DISPATCH_URL is not set: calls then stay pending. */
   calls: Omit<CallDispatchDeps, "sql" | "now"> | null;
   /** Null when Twilio is not configured: unknown outcomes then wait. */
-  reconcile: (Omit<ReconcileDeps, "sql" | "now"> & { afterSeconds: number }) | null;
+  reconcile:
+    | (Omit<ReconcileDeps, "sql" | "now"> & { afterSeconds: number })
+    | null;
   now: () => number;
   concurrency: number;
   leaseSeconds: number;
 }
 
 const NO_CALLS: CallDispatchSummary = { dispatched: 0, retried: 0, failed: 0 };
-const NO_RECONCILE: ReconcileSummary = { found: 0, resent: 0, failed: 0, unresolved: 0 };
+const NO_RECONCILE: ReconcileSummary = {
+  found: 0,
+  resent: 0,
+  failed: 0,
+  unresolved: 0,
+};
 
-export async function runProcessQueue(deps: RunDeps, req: RunRequest): Promise<RunSummary> {
+export async function runProcessQueue(
+  deps: RunDeps,
+  req: RunRequest,
+): Promise<RunSummary> {
   const started = deps.now();
   const deadline = started + req.timeBudgetMs;
   const [{ id }] = await deps.sql<{ id: string }[]>`
@@ -67,16 +77,23 @@ export async function runProcessQueue(deps: RunDeps, req: RunRequest): Promise<R
     const analyses = await redispatchAnalysisJobs(deps.sql);
     // Calls first: there are few, and a late call matters more than a late text.
     const calls = deps.calls
-      ? await dispatchDueCalls({ ...deps.calls, sql: deps.sql, now: deps.now }, {
-        deadline,
-        batchSize: 20,
-        concurrency: deps.concurrency,
-        timeoutMs: 10_000,
-      })
+      ? await dispatchDueCalls(
+        { ...deps.calls, sql: deps.sql, now: deps.now },
+        {
+          deadline,
+          batchSize: 20,
+          concurrency: deps.concurrency,
+          timeoutMs: 10_000,
+        },
+      )
       : NO_CALLS;
     // Unknown outcomes before delivery, so what Twilio never got goes out in this run.
     const reconciled = deps.reconcile
-      ? await reconcileUnknownMessages({ ...deps.reconcile, sql: deps.sql, now: deps.now }, {
+      ? await reconcileUnknownMessages({
+        ...deps.reconcile,
+        sql: deps.sql,
+        now: deps.now,
+      }, {
         afterSeconds: deps.reconcile.afterSeconds,
         deadline,
         batchSize: 50,
@@ -84,7 +101,11 @@ export async function runProcessQueue(deps: RunDeps, req: RunRequest): Promise<R
       })
       : NO_RECONCILE;
     const delivery = deps.delivery
-      ? await deliverDueMessages({ ...deps.delivery, sql: deps.sql, now: deps.now }, {
+      ? await deliverDueMessages({
+        ...deps.delivery,
+        sql: deps.sql,
+        now: deps.now,
+      }, {
         deadline,
         batchSize: req.batchSize,
         leaseSeconds: deps.leaseSeconds,
@@ -109,7 +130,9 @@ export async function runProcessQueue(deps: RunDeps, req: RunRequest): Promise<R
     };
     await deps.sql`
       update public.processor_runs
-         set finished_at = now(), summary = ${JSON.stringify(summary)}::text::jsonb
+         set finished_at = now(), summary = ${
+      JSON.stringify(summary)
+    }::text::jsonb
        where id = ${id}`;
     return summary;
   } catch (err) {
