@@ -130,9 +130,7 @@ export async function runProcessQueue(
     };
     await deps.sql`
       update public.processor_runs
-         set finished_at = now(), summary = ${
-      JSON.stringify(summary)
-    }::text::jsonb
+         set finished_at = now(), summary = ${JSON.stringify(summary)}::text::jsonb
        where id = ${id}`;
     return summary;
   } catch (err) {
