@@ -307,6 +307,93 @@ async function claimAndRollBack(): Promise<number> {
   return claimed;
 }
 
+/**
+ * The front door: an agents call and an MCP tools/call of queue_message, and
+ * search_interactions over 100,000 interactions (10,000 for the searched user).
+ */
+async function frontDoorLatency(users: string[]) {
+  const [{ key }] = await sql<{ key: string }[]>`
+    select public.create_agent_key('bench', p_requests_per_minute := 10000) as key`;
+  const headers = {
+    authorization: `Bearer ${key}`,
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+  };
+  const time = async (samples: number, once: (i: number) => Promise<void>) => {
+    for (let i = 0; i < 10; i++) await once(-1 - i);
+    const times: number[] = [];
+    for (let i = 0; i < samples; i++) {
+      const started = performance.now();
+      await once(i);
+      times.push(performance.now() - started);
+    }
+    times.sort((a, b) => a - b);
+    return { samples, p50_ms: round(percentile(times, 50)), p99_ms: round(percentile(times, 99)) };
+  };
+  const post = async (name: string, body: unknown) => {
+    const res = await fetch(`${stack.apiUrl}/functions/v1/${name}`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok || text.includes('"isError":true')) {
+      throw new Error(`${name}: ${res.status} ${text}`);
+    }
+  };
+  const queueInput = (i: number) => ({
+    user_id: users[(i + users.length) % users.length],
+    text: `front door #${i}`,
+  });
+  progress("timing agents and MCP calls of queue_message");
+  const agents = await time(
+    200,
+    (i) => post("agents", { tool: "queue_message", input: queueInput(i) }),
+  );
+  const mcp = await time(200, (i) =>
+    post("mcp", {
+      jsonrpc: "2.0",
+      id: i,
+      method: "tools/call",
+      params: { name: "queue_message", arguments: queueInput(i + 1000) },
+    }));
+
+  progress("inserting 100,000 interactions");
+  const searched = users.slice(0, 10);
+  await sql.begin(async (tx) => {
+    // Bulk history, not conversations to analyse: triggers off, then indexed for search.
+    await tx`set local session_replication_role = replica`;
+    await tx`
+      insert into public.interactions (user_id, channel, transcript, analysis_status, created_at)
+      select (${searched}::uuid[])[1 + i % 10], 'voice',
+             (select string_agg('w' || (abs(hashtextextended(i::text || ':' || j, 0)) % 2000), ' ')
+                from generate_series(1, 60 + i % 40) as j),
+             'skipped', now() - make_interval(mins => i)
+        from generate_series(1, 100000) as i`;
+  });
+  await sql`
+    insert into public.interaction_search (interaction_id, user_id, created_at, document)
+    select id, user_id, created_at, public.search_document(transcript) from public.interactions
+    on conflict (interaction_id) do nothing`;
+  await sql`analyze public.interaction_search`;
+  progress("timing search_interactions");
+  const search = await time(200, (i) =>
+    post("agents", {
+      tool: "search_interactions",
+      input: { user_id: searched[(i + 10) % 10], query: `w${(i + 100) % 2000} w${(i + 7) % 2000}` },
+    }));
+  return {
+    agents_queue_message: agents,
+    mcp_tools_call_queue_message: mcp,
+    search_interactions: {
+      interactions: 100_000,
+      per_user: 10_000,
+      query: "two words, each in about 4% of transcripts",
+      ...search,
+    },
+  };
+}
+
 try {
   // The cron job would compete with the timed runs; the figures are for ours alone.
   await sql`select cron.unschedule('process-queue')`;
@@ -315,6 +402,7 @@ try {
   const drain50 = await drain("drain50", 50, users);
   const webhook = await webhookLatency(users);
   const claim = await claimLatency(users);
+  const frontDoor = await frontDoorLatency(users);
   const usersInsert = await insertUsers();
   const userUpdate = await updateUserLatency(users);
   const backlog = await claimUnderBacklog();
@@ -325,6 +413,7 @@ try {
       drain_50ms: drain50,
       claim_latency: claim,
       webhook_latency: webhook,
+      front_door: frontDoor,
       users_insert: usersInsert,
       user_update: userUpdate,
       claim_backlog: backlog,
