@@ -359,6 +359,17 @@ function partsToRule(freq: Frequency, parts: Map<string, string>): RRule {
   }
   if ((v = value("BYDAY")) !== undefined) {
     rule.byDay = listOf("BYDAY", v).map((item) => parseByDay(item, freq));
+    const ordinals = rule.byDay.filter((d) => d.ordinal !== undefined).length;
+    // What the two mean together is murky in RFC 5545, and rrule-temporal ignores BYMONTHDAY.
+    if (ordinals > 0 && rule.byMonthDay) {
+      throw new RRuleError(`BYDAY=${v}: an ordinal weekday cannot be combined with BYMONTHDAY`);
+    }
+    // rrule-temporal drops the plain weekdays of such a rule.
+    if (freq === "YEARLY" && !rule.byMonth && ordinals > 0 && ordinals < rule.byDay.length) {
+      throw new RRuleError(
+        `BYDAY=${v}: with FREQ=YEARLY and no BYMONTH, give every weekday an ordinal or none`,
+      );
+    }
   }
   if ((v = value("BYHOUR")) !== undefined) {
     rule.byHour = listOf("BYHOUR", v).map((item) => inRange("BYHOUR", item, 0, 23, "an hour"));
@@ -426,7 +437,8 @@ function parseByDay(item: string, freq: Frequency): ByDay {
   if (freq !== "MONTHLY" && freq !== "YEARLY") {
     throw new RRuleError(`BYDAY=${item}: an ordinal weekday needs FREQ=MONTHLY or YEARLY`);
   }
-  const max = freq === "MONTHLY" ? 5 : 53;
+  // Every year has 52 of each weekday; rrule-temporal mishandles a 53rd that a year lacks.
+  const max = freq === "MONTHLY" ? 5 : 52;
   const ordinal = Number(m[1]);
   if (ordinal === 0 || Math.abs(ordinal) > max) {
     throw new RRuleError(`BYDAY=${item}: the ordinal must be 1..${max} or -${max}..-1`);

@@ -205,12 +205,24 @@ begin
         if v_freq not in ('MONTHLY', 'YEARLY') then
           return format('BYDAY=%s: an ordinal weekday needs FREQ=MONTHLY or YEARLY', v_item);
         end if;
-        v_max := case v_freq when 'MONTHLY' then 5 else 53 end;
+        -- Every year has 52 of each weekday; rrule-temporal mishandles a 53rd that a year
+        -- lacks.
+        v_max := case v_freq when 'MONTHLY' then 5 else 52 end;
         if v_m[1]::integer = 0 or abs(v_m[1]::integer) > v_max then
           return format('BYDAY=%s: the ordinal must be 1..%s or -%s..-1', v_item, v_max, v_max);
         end if;
       end if;
     end loop;
+    -- What the two mean together is murky in RFC 5545, and rrule-temporal ignores BYMONTHDAY.
+    if v_parts ? 'BYMONTHDAY' and exists (select 1 from unnest(v_items) i where i ~ '^[+-]?[0-9]') then
+      return format('BYDAY=%s: an ordinal weekday cannot be combined with BYMONTHDAY', v_value);
+    end if;
+    -- rrule-temporal drops the plain weekdays of such a rule.
+    if v_freq = 'YEARLY' and not v_parts ? 'BYMONTH'
+       and exists (select 1 from unnest(v_items) i where i ~ '^[+-]?[0-9]')
+       and exists (select 1 from unnest(v_items) i where i !~ '^[+-]?[0-9]') then
+      return format('BYDAY=%s: with FREQ=YEARLY and no BYMONTH, give every weekday an ordinal or none', v_value);
+    end if;
   end if;
 
   foreach v_name in array array['BYHOUR', 'BYMINUTE'] loop

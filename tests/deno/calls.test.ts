@@ -8,7 +8,9 @@ import {
   dispatchDueCalls,
   voiceConfigFromEnv,
 } from "../../shared/calls/dispatch.ts";
+import { CALL_LIMITS } from "../../shared/time/rrule.ts";
 import { createUser, db, recordingServer, stackTest } from "./helpers.ts";
+import { loadRRuleCorpus, mismatch } from "./rrule_corpus.ts";
 
 const sql = () => db();
 const VOICE_SECRET = "voice-dispatch-secret-for-tests";
@@ -301,3 +303,167 @@ for (
     },
   );
 }
+
+// --- RRULE validation and guardrails (issue 8) ---
+
+stackTest("SQL's rrule_problem decides every case of tests/corpus/rrules.json", async () => {
+  const cases = await loadRRuleCorpus();
+  const rows = await sql()<{ rule: string; problem: string | null }[]>`
+    select c.rule, public.rrule_problem(c.rule) as problem
+      from jsonb_to_recordset(${JSON.stringify(cases)}::text::jsonb) as c(rule text)`;
+  const wrong = cases.flatMap((c, i) => {
+    const m = mismatch(c, rows[i].problem);
+    return m === null ? [] : [`${JSON.stringify(c.rule)}: ${m}`];
+  });
+  assert.equal(rows.length, cases.length);
+  assert.deepEqual(wrong, []);
+});
+
+stackTest("the limits in SQL are the ones the TypeScript validator uses", async () => {
+  const [limits] = await sql()<{ daily_cap: number; min_gap_minutes: number }[]>`
+    select * from public.call_limits()`;
+  assert.deepEqual(
+    { dailyCap: limits.daily_cap, minGapMinutes: limits.min_gap_minutes },
+    CALL_LIMITS,
+  );
+});
+
+async function scheduleError(userId: string, rrule: string) {
+  try {
+    await sql()`select public.schedule_call(${userId}, 'checkin', now() + interval '1 hour',
+                  null, ${rrule}::text)`;
+  } catch (err) {
+    return { code: (err as { code?: string }).code, message: (err as Error).message };
+  }
+  return null;
+}
+
+// Regression (issue 8): on 8976604 both rules were accepted (288 and 12 calls a day).
+stackTest(
+  "schedule_call refuses a rule that recurs every 5 minutes, naming the limit",
+  async () => {
+    const user = await createUser(sql());
+    const hours = Array.from({ length: 24 }, (_, h) => h).join(",");
+    const minutes = Array.from({ length: 12 }, (_, i) => i * 5).join(",");
+    assert.deepEqual(
+      await scheduleError(user.id, `FREQ=DAILY;BYHOUR=${hours};BYMINUTE=${minutes}`),
+      {
+        code: "22023",
+        message:
+          "p_rrule is not accepted: the RRULE recurs as often as every 5 minutes; the minimum gap between calls is 60 minutes",
+      },
+    );
+    assert.deepEqual(
+      await scheduleError(user.id, "FREQ=DAILY;BYHOUR=0,2,4,6,8,10,12,14,16,18,20,22"),
+      {
+        code: "22023",
+        message:
+          "p_rrule is not accepted: the RRULE gives up to 12 calls in a local day; the daily call cap is 10",
+      },
+    );
+    const [{ n }] = await sql()<{ n: number }[]>`
+    select count(*)::int as n from public.scheduled_calls where user_id = ${user.id}`;
+    assert.equal(n, 0, "nothing was scheduled");
+  },
+);
+
+type Occurrence = { id: string; local: string; status: string; cancel_scope: string | null };
+async function seriesOf(first: string, tz: string): Promise<Occurrence[]> {
+  return [
+    ...(await sql()<Occurrence[]>`
+    select id, to_char(scheduled_for at time zone ${tz}, 'YYYY-MM-DD HH24:MI') as local, status,
+           cancel_scope
+      from public.scheduled_calls
+     where id = ${first} or recurrence_of = ${first}
+     order by scheduled_for`),
+  ];
+}
+
+async function skip(id: string, reason: string): Promise<string | null> {
+  const [{ next }] = await sql()<{ next: string | null }[]>`
+    select public.skip_scheduled_call(${id}, ${reason}) as next`;
+  return next;
+}
+
+stackTest(
+  "skipping an occurrence keeps the series; cancelling any occurrence ends it",
+  async () => {
+    const tz = "America/New_York";
+    const user = await createUser(sql(), { timezone: tz });
+    const [{ id: first }] = await sql()<{ id: string }[]>`
+    select public.schedule_call(${user.id}, 'checkin',
+      public.local_to_instant((now() at time zone ${tz})::date + 2 + time '09:00', ${tz}),
+      'Ask about the week', 'FREQ=DAILY;BYHOUR=9;BYMINUTE=0') as id`;
+    const server = recordingServer();
+    try {
+      // Nothing is due; the run only computes the occurrence after the new one.
+      await dispatch(server);
+    } finally {
+      await server.close();
+    }
+    const [start] = await seriesOf(first, tz);
+    const day = (offset: number) => {
+      const d = new Date(`${start.local.slice(0, 10)}T00:00:00Z`);
+      return new Date(d.getTime() + offset * 86_400_000).toISOString().slice(0, 10);
+    };
+
+    const second = await skip(first, "the user is travelling");
+    assert.ok(second);
+    assert.equal(await skip(first, "again"), second, "skipping again answers the same");
+    assert.deepEqual(
+      (await seriesOf(first, tz)).map((
+        { local, status, cancel_scope },
+      ) => [local, status, cancel_scope]),
+      [
+        [`${day(0)} 09:00`, "cancelled", "occurrence"],
+        [`${day(1)} 09:00`, "pending", null],
+      ],
+    );
+
+    // Cancelled through the first call's id, which is no longer the pending one.
+    const [{ cancelled }] = await sql()<{ cancelled: boolean }[]>`
+    select public.cancel_scheduled_call(${first}, 'no more calls') as cancelled`;
+    assert.equal(cancelled, true);
+    const rows = await seriesOf(first, tz);
+    assert.deepEqual(rows.map((r) => [r.status, r.cancel_scope]), [
+      ["cancelled", "occurrence"],
+      ["cancelled", "series"],
+    ]);
+    await assert.rejects(
+      sql()`select public.skip_scheduled_call(${second}, 'too late')`,
+      (err: Error & { code?: string }) => err.code === "22023" && /not pending/.test(err.message),
+    );
+  },
+);
+
+stackTest(
+  "a dispatched occurrence's next one over the daily cap ends the series, saying why",
+  async () => {
+    const tz = "Europe/Chisinau";
+    const user = await createUser(sql(), { timezone: tz });
+    const id = await dueCall(user.id, { rrule: "FREQ=DAILY" });
+    // Ten one-off calls on the local day of the next occurrence, a day after this one.
+    await sql()`
+    select public.schedule_call(${user.id}, 'checkin', public.local_to_instant(
+        ((c.scheduled_for at time zone ${tz})::date + 1) + time '00:05' + make_interval(mins => i * 61),
+        ${tz}))
+      from public.scheduled_calls c, generate_series(0, 9) i
+     where c.id = ${id}`;
+    const server = recordingServer();
+    try {
+      await dispatch(server);
+    } finally {
+      await server.close();
+    }
+    const [row] = await sql()<{ status: string; series_end_reason: string; next: number }[]>`
+    select status, series_end_reason,
+           (select count(*)::int from public.scheduled_calls where recurrence_of = ${id}) as next
+      from public.scheduled_calls where id = ${id}`;
+    assert.equal(row.status, "dispatched");
+    assert.equal(row.next, 0, "no next occurrence");
+    assert.match(
+      row.series_end_reason,
+      /^the next occurrence, at .*, is over the daily cap: the user already has 10 calls on \d{4}-\d{2}-\d{2}, the most allowed in one local day$/,
+    );
+  },
+);

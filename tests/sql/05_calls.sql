@@ -4,7 +4,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 set search_path = public, extensions;
-select plan(68);
+select plan(100);
 
 -- Anything other tests left due waits, so only this file's calls are claimed.
 update scheduled_calls set next_attempt_at = now() + interval '10 years' where status = 'pending';
@@ -12,11 +12,13 @@ update scheduled_calls set next_attempt_at = now() + interval '10 years' where s
 insert into users (id, phone_number, timezone) values
   ('00000000-0000-4000-8000-0000000ca111', '+12015550141', 'UTC'),
   ('00000000-0000-4000-8000-0000000ca112', '+12015550142', 'America/New_York'),
-  ('00000000-0000-4000-8000-0000000ca113', '+12015550143', 'Pacific/Auckland');
+  ('00000000-0000-4000-8000-0000000ca113', '+12015550143', 'Pacific/Auckland'),
+  ('00000000-0000-4000-8000-0000000ca114', '+12015550144', 'UTC');
 create temp table counts as select count(*) as n from scheduled_calls;
 create function pg_temp.u1() returns uuid language sql as $$ select '00000000-0000-4000-8000-0000000ca111'::uuid $$;
 create function pg_temp.u2() returns uuid language sql as $$ select '00000000-0000-4000-8000-0000000ca112'::uuid $$;
 create function pg_temp.u3() returns uuid language sql as $$ select '00000000-0000-4000-8000-0000000ca113'::uuid $$;
+create function pg_temp.u4() returns uuid language sql as $$ select '00000000-0000-4000-8000-0000000ca114'::uuid $$;
 
 -- Validation --------------------------------------------------------------------
 select throws_ok($$select schedule_call(null, 'checkin', now() + interval '1 hour')$$,
@@ -46,11 +48,34 @@ select throws_ok($$select schedule_call(pg_temp.u1(), 'checkin', now() + interva
 select throws_ok($$select schedule_call(pg_temp.u1(), 'checkin', now() + interval '1 hour', null,
     'every weekday at 8:30')$$,
   '22023', null, 'prose instead of an RRULE');
+-- Regression (issue 8): on 8976604 this rule (a call every 5 minutes) was accepted.
+select throws_ok($$select schedule_call(pg_temp.u1(), 'checkin', now() + interval '1 hour', null,
+    'FREQ=DAILY;BYMINUTE=0,5,10,15,20,25,30,35,40,45,50,55')$$,
+  '22023', 'p_rrule is not accepted: the RRULE recurs as often as every 5 minutes; the minimum gap between calls is 60 minutes',
+  'a rule that recurs every 5 minutes, naming the minimum gap');
+select throws_ok($$select schedule_call(pg_temp.u1(), 'checkin', now() + interval '1 hour', null,
+    'FREQ=DAILY;BYHOUR=0,2,4,6,8,10,12,14,16,18,20,22')$$,
+  '22023', 'p_rrule is not accepted: the RRULE gives up to 12 calls in a local day; the daily call cap is 10',
+  'a rule with more calls a day than the daily cap, naming it');
+-- Regression (issue 8): on 8976604 SQL accepted this and TypeScript refused it.
+select throws_ok($$select schedule_call(pg_temp.u1(), 'checkin', now() + interval '1 hour', null,
+    'FREQ=WEEKLY;BYMONTHDAY=1')$$,
+  '22023', 'p_rrule is not accepted: BYMONTHDAY cannot be used with FREQ=WEEKLY (RFC 5545)',
+  'BYMONTHDAY with WEEKLY, as RFC 5545 says');
 select throws_ok($$select schedule_call(pg_temp.u1(), 'checkin', now() + interval '1 hour',
     p_idempotency_key := '')$$,
   '22023', 'p_idempotency_key must be 1 to 200 characters', 'an empty idempotency key');
 select is((select count(*) from scheduled_calls), (select n from counts), 'none of that wrote a row');
 
+-- Regression (issue 8): on 8976604 SQL refused this and TypeScript accepted it.
+select lives_ok($$select schedule_call(pg_temp.u1(), 'interval-first', now() + interval '1 hour', null,
+    'INTERVAL=2;FREQ=DAILY')$$,
+  'rule parts in any order');
+select lives_ok($$select schedule_call(pg_temp.u1(), 'thanksgiving', now() + interval '1 hour', null,
+    'FREQ=YEARLY;BYMONTH=11;BYDAY=4TH;BYHOUR=10')$$,
+  'YEARLY, BYMONTH and ordinal weekdays');
+select is((select next_occurrence_known from scheduled_calls where call_type = 'thanksgiving'), false,
+  'a new recurring call waits for process-queue to compute its next occurrence');
 select lives_ok($$select schedule_call(pg_temp.u1(), 'weekday-checkin', now() + interval '1 hour',
     'Ask about the week', 'RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=8;BYMINUTE=30;UNTIL=20271231T000000Z')$$,
   'a weekday RRULE with the RRULE: prefix is accepted');
@@ -179,7 +204,8 @@ create temp table results1 as select jsonb_build_array(
   jsonb_build_object('id', pg_temp.cid('retrying'), 'outcome', 'retry', 'error', 'voice system said 503',
                      'retry_at', now() + interval '5 minutes'),
   jsonb_build_object('id', pg_temp.cid('recurring'), 'outcome', 'dispatched',
-                     'next_occurrence', now() + interval '1 day 1 hour'),
+                     'next_occurrence', now() + interval '1 day 1 hour',
+                     'following_occurrence', now() + interval '2 days 1 hour'),
   jsonb_build_object('id', pg_temp.cid('refused'), 'outcome', 'failed', 'error', 'voice system said 400',
                      'next_occurrence', now() + interval '1 day 1 hour')
 ) as r;
@@ -202,6 +228,10 @@ select is(
            call_type, custom_instructions, rrule, user_id = pg_temp.u1())::text from next1),
   '(pending,t,t,checkin,"call recurring",FREQ=DAILY,t)',
   'a dispatched recurring call makes its next occurrence');
+select is((select (next_occurrence_known, next_occurrence_at = now() + interval '2 days 1 hour')::text from next1),
+  '(t,t)', 'knowing the one after it');
+select is((select next_occurrence_known from scheduled_calls where recurrence_of = pg_temp.cid('refused')),
+  false, 'or not, when the caller did not say');
 select is(complete_call_dispatch((select t from token1), (select r from results1)),
   '{"failed": 0, "ignored": 4, "retried": 0, "dispatched": 0, "next_occurrences": 0}'::jsonb,
   'a replayed completion changes nothing');
@@ -282,6 +312,94 @@ select is(
     where c0.id = pg_temp.cid('early') group by c0.status, c0.dispatched_at),
   '(completed,t,1)', 'it stays completed, and its series goes on');
 
+-- The end of a series, and the daily cap on a next occurrence -----------------------------------
+create temp table ends as
+  select name, schedule_call(pg_temp.u4(), 'ending', now() + interval '1 hour', null, 'FREQ=DAILY;COUNT=2') as id
+    from unnest(array['counted']) name
+  union all
+  select 'capped', schedule_call(pg_temp.u3(), 'capped',
+                                 local_to_instant((select day from nz) - 1 + time '12:00', 'Pacific/Auckland'),
+                                 null, 'FREQ=DAILY');
+update scheduled_calls set next_attempt_at = now() - interval '1 second' where id in (select id from ends);
+create temp table claim4 as select claim_due_calls(20, 60) as j;
+select is(
+  complete_call_dispatch((select (j ->> 'claim_token')::uuid from claim4), jsonb_build_array(
+    jsonb_build_object('id', (select id from ends where name = 'counted'), 'outcome', 'dispatched',
+                       'series_end_reason', 'the RRULE has no occurrence after this one'),
+    jsonb_build_object('id', (select id from ends where name = 'capped'), 'outcome', 'dispatched',
+                       'next_occurrence', local_to_instant((select day from nz) + time '12:00', 'Pacific/Auckland')))),
+  '{"failed": 0, "ignored": 0, "retried": 0, "dispatched": 2, "next_occurrences": 0}'::jsonb,
+  'neither series goes on');
+select is((select series_end_reason from scheduled_calls where id = (select id from ends where name = 'counted')),
+  'the RRULE has no occurrence after this one', 'a series that has run out says so');
+select matches((select series_end_reason from scheduled_calls where id = (select id from ends where name = 'capped')),
+  '^the next occurrence, at .*, is over the daily cap: the user already has 10 calls on ',
+  'a next occurrence over the daily cap ends the series, saying why');
+select is((select count(*)::int from scheduled_calls where recurrence_of in (select id from ends)), 0,
+  'and inserts nothing');
+
+-- Skip ----------------------------------------------------------------------------------------------
+create temp table s as
+  select name, schedule_call(pg_temp.u4(), 'daily', now() + interval '1 day', 'skip me',
+                             case when name <> 'single' then 'FREQ=DAILY' end) as id
+    from unnest(array['skipped', 'last', 'cancelled', 'single']) name;
+create function pg_temp.sid(p_name text) returns uuid language sql as $$ select id from s where name = p_name $$;
+select throws_ok($$select skip_scheduled_call(pg_temp.sid('skipped'), 'away')$$, '55000', null,
+  'skipping before process-queue computed the next occurrence asks to try again');
+select throws_ok($$select skip_scheduled_call(gen_random_uuid(), 'away')$$, 'P0002', null,
+  'skipping an unknown call');
+select throws_ok($$select skip_scheduled_call(pg_temp.sid('skipped'), '')$$, '22023',
+  'p_reason must be 1 to 500 characters, not blank', 'skipping without a reason');
+select is(record_next_occurrences(jsonb_build_array(
+    jsonb_build_object('id', pg_temp.sid('skipped'), 'next_occurrence', now() + interval '2 days'),
+    jsonb_build_object('id', pg_temp.sid('last'), 'next_occurrence', null),
+    jsonb_build_object('id', pg_temp.sid('cancelled'), 'next_occurrence', now() + interval '2 days'))),
+  3, 'process-queue records the next occurrences');
+select is((select array_agg(x ->> 'id') from jsonb_array_elements(unplanned_recurrences(500)) x
+            where (x ->> 'id')::uuid in (select id from s)), null, 'and they are planned');
+create temp table skip1 as select skip_scheduled_call(pg_temp.sid('skipped'), 'away on the 2nd') as next;
+select is((select (status, cancel_scope, cancel_reason)::text from scheduled_calls where id = pg_temp.sid('skipped')),
+  '(cancelled,occurrence,"away on the 2nd")', 'the skipped occurrence is cancelled with the reason');
+select is(
+  (select (status, scheduled_for = now() + interval '2 days', recurrence_of = pg_temp.sid('skipped'),
+           custom_instructions, next_occurrence_known)::text
+     from scheduled_calls where id = (select next from skip1)),
+  '(pending,t,t,"skip me",f)', 'and the series goes on with its next occurrence, whose id is returned');
+select is(skip_scheduled_call(pg_temp.sid('skipped'), 'again'), (select next from skip1),
+  'skipping it again returns the same occurrence');
+select is((select count(*)::int from scheduled_calls where recurrence_of = pg_temp.sid('skipped')), 1,
+  'and makes no second one');
+select is(skip_scheduled_call(pg_temp.sid('last'), 'not needed'), null,
+  'skipping the last occurrence returns null');
+select is((select (status, series_end_reason)::text from scheduled_calls where id = pg_temp.sid('last')),
+  '(cancelled,"the RRULE has no occurrence after this one")', 'the series ended, saying why');
+select is(skip_scheduled_call(pg_temp.sid('single'), 'not needed'), null,
+  'a call without an RRULE is simply cancelled');
+select is((select (status, cancel_scope)::text from scheduled_calls where id = pg_temp.sid('single')),
+  '(cancelled,occurrence)', 'as one occurrence');
+select throws_ok(format('select skip_scheduled_call(%L, %L)', pg_temp.cid('plain'), 'x'), '22023', null,
+  'a completed call cannot be skipped');
+
+-- Cancel ends the series, named by any of its occurrences ------------------------------------------
+create temp table skip2 as select skip_scheduled_call(pg_temp.sid('cancelled'), 'skip one') as next;
+select is(cancel_scheduled_call(pg_temp.sid('cancelled'), 'stop calling'), true,
+  'cancelling through an earlier occurrence cancels the pending one');
+select is((select (status, cancel_scope, series_end_reason)::text from scheduled_calls where id = (select next from skip2)),
+  '(cancelled,series,"cancelled: stop calling")', 'and ends the series');
+select is(cancel_scheduled_call((select next from skip2), 'again'), false, 'a second cancel changes nothing');
+-- A claimed occurrence its interaction completed before the dispatch was recorded.
+create temp table s2 as select schedule_call(pg_temp.u4(), 'late', now() + interval '1 hour', null, 'FREQ=DAILY') as id;
+update scheduled_calls set next_attempt_at = now() - interval '1 second' where id = (select id from s2);
+create temp table claim5 as select claim_due_calls(20, 60) as j;
+insert into interactions (user_id, channel, transcript, scheduled_call_id)
+  values (pg_temp.u4(), 'voice', 'Bye.', (select id from s2));
+select is(cancel_scheduled_call((select id from s2), 'stop'), false, 'a series with nothing pending');
+select is(
+  complete_call_dispatch((select (j ->> 'claim_token')::uuid from claim5), jsonb_build_array(
+    jsonb_build_object('id', (select id from s2), 'outcome', 'dispatched',
+                       'next_occurrence', now() + interval '1 day 1 hour'))) ->> 'next_occurrences',
+  '0', 'still gains no occurrence once cancelled');
+
 -- Access -----------------------------------------------------------------------------------
 select is(
   (select array_agg(f || ' ' || r order by f, r) from
@@ -304,9 +422,21 @@ select is(
   (select array_agg(p.proname::text order by p.proname) from pg_proc p
     where p.pronamespace = 'public'::regnamespace
       and p.proname in ('schedule_call', 'cancel_scheduled_call', 'claim_due_calls',
-                        'complete_call_dispatch', 'on_call_interaction_inserted')
+                        'complete_call_dispatch', 'on_call_interaction_inserted',
+                        'skip_scheduled_call', 'unplanned_recurrences', 'record_next_occurrences')
       and not (p.prosecdef and p.proconfig @> array['search_path=""'])),
   null, 'all are SECURITY DEFINER with an empty search_path');
+select is(
+  (select array_agg(p.oid::regprocedure::text order by 1) from pg_proc p
+    where p.pronamespace = 'public'::regnamespace
+      and p.proname in ('call_limits', 'lock_user_calls', 'rrule_items', 'rrule_problem',
+                        'daily_cap_problem', 'skip_scheduled_call', 'checked_call', 'occurrence_key',
+                        'add_next_occurrence', 'unplanned_recurrences', 'record_next_occurrences')
+      and (has_function_privilege('anon', p.oid, 'execute')
+           or has_function_privilege('authenticated', p.oid, 'execute')
+           or not has_function_privilege('service_role', p.oid, 'execute')
+           or not coalesce(p.proconfig @> array['search_path=""'], false))),
+  null, 'the RRULE, skip and planning functions: service_role only, with an empty search_path');
 
 select * from finish();
 rollback;

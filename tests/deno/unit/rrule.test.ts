@@ -17,6 +17,7 @@ import {
   zonedToInstant,
 } from "../../../shared/time/zoned.ts";
 import { DAY, DST_ZONES, SECOND, transitions, ZONES } from "../dst_oracle.ts";
+import { loadRRuleCorpus, mismatch } from "../rrule_corpus.ts";
 
 const WEEKDAYS = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=8;BYMINUTE=30";
 
@@ -394,4 +395,14 @@ Deno.test("property: weekdays at 08:30 never skip a weekday", () => {
     ),
     { numRuns: 150, seed: 8_2026_1202 },
   );
+});
+
+Deno.test("the TypeScript validator decides every case of tests/corpus/rrules.json", async () => {
+  const cases = await loadRRuleCorpus();
+  assert.ok(cases.length >= 80);
+  const wrong = cases.flatMap((c) => {
+    const m = mismatch(c, validateRRule(c.rule));
+    return m === null ? [] : [`${JSON.stringify(c.rule)}: ${m}`];
+  });
+  assert.deepEqual(wrong, []);
 });
