@@ -168,9 +168,18 @@ soleProcessorTest(
     try {
       await a`begin`;
       await b`begin`;
+      const [{ pid }] = await b<{ pid: number }[]>`select pg_backend_pid() as pid`;
       await enqueue({ userId: user.id, text: "forecast A", supersedeKey: "forecast" }, a);
-      // B starts while A is still open, then A commits.
-      const racing = enqueue({ userId: user.id, text: "forecast B", supersedeKey: "forecast" }, b);
+      // B runs while A is still open: it either finishes or waits for A; then A commits.
+      let finished = false;
+      const racing = enqueue({ userId: user.id, text: "forecast B", supersedeKey: "forecast" }, b)
+        .then(() => (finished = true));
+      await waitFor("B to finish or to wait for A", async () => {
+        const [{ waiting }] = await sql<{ waiting: boolean }[]>`
+          select coalesce(bool_or(wait_event_type = 'Lock'), false) as waiting
+            from pg_stat_activity where pid = ${pid}`;
+        return finished || waiting;
+      });
       await a`commit`;
       await racing;
       await b`commit`;
