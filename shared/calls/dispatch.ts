@@ -1,12 +1,13 @@
 // The call half of process-queue (SPEC section 7): claim due calls through SQL,
 // hand each to the voice system, record the outcomes. Every state change is
 // made by claim_due_calls and complete_call_dispatch; this loop only does the
-// I/O and the RRULE arithmetic that SQL cannot.
+// I/O; the RRULE arithmetic that SQL cannot do is in recurrence.ts.
 import { z } from "zod";
 import type { Sql } from "../db.ts";
 import { mapLimit } from "../concurrency.ts";
+import { markUntrusted } from "../analysis/untrusted.ts";
 import { backoffMs, type BackoffPolicy } from "../delivery/backoff.ts";
-import { nextOccurrence } from "../time/rrule.ts";
+import { type NextOccurrences, occurrencesAfterDispatch, planRecurrences } from "./recurrence.ts";
 
 // A call placed much later than asked is of little use: retries stay within
 // minutes (complete_call_dispatch gives up after 5 attempts).
@@ -118,12 +119,11 @@ export interface CallDispatchSummary {
   failed: number;
 }
 
-interface CallResult {
+interface CallResult extends NextOccurrences {
   id: string;
   outcome: "dispatched" | "retry" | "failed";
   error?: string;
   retry_at?: string;
-  next_occurrence?: string;
 }
 
 export async function dispatchDueCalls(
@@ -135,6 +135,9 @@ export async function dispatchDueCalls(
   // requests running into the timeout, plus time to record the outcomes.
   const rounds = Math.ceil(opts.batchSize / opts.concurrency);
   const leaseSeconds = Math.min(3600, Math.ceil((rounds * opts.timeoutMs) / 1000) + 30);
+  // Before claiming: skip_scheduled_call needs the next occurrence of what schedule_call made.
+  const planned = await planRecurrences(deps, opts.batchSize);
+  if (planned > 0) deps.log("next occurrences of new call series computed", { planned });
   while (deps.now() < opts.deadline) {
     const [{ claim }] = await deps.sql<{ claim: unknown }[]>`
       select public.claim_due_calls(${opts.batchSize}, ${leaseSeconds}) as claim`;
@@ -168,15 +171,12 @@ async function dispatchCall(
   call: ClaimedCall,
 ): Promise<CallResult> {
   const recurrence = call.rrule === null ? {} : nextOf(deps, call);
-  const result = (outcome: CallResult["outcome"], error?: string): CallResult => {
-    const errors = [error, recurrence.error].filter((e) => e !== undefined);
-    return {
-      id: call.id,
-      outcome,
-      ...(errors.length ? { error: errors.join("; ") } : {}),
-      ...(recurrence.next_occurrence ? { next_occurrence: recurrence.next_occurrence } : {}),
-    };
-  };
+  const result = (outcome: CallResult["outcome"], error?: string): CallResult => ({
+    id: call.id,
+    outcome,
+    ...(error === undefined ? {} : { error }),
+    ...recurrence,
+  });
   const retry = (error: string): CallResult => {
     deps.log("call dispatch will be retried", { call_id: call.id, error });
     const delay = backoffMs(CALL_BACKOFF, call.attempts + 1, deps.random);
@@ -221,8 +221,9 @@ async function dispatchCall(
   }
 }
 
+/** Text that came from transcripts is marked untrusted (shared/analysis/untrusted.ts). */
 function voicePayload(call: ClaimedCall) {
-  return {
+  return markUntrusted({
     call: {
       id: call.id,
       call_type: call.call_type,
@@ -234,32 +235,23 @@ function voicePayload(call: ClaimedCall) {
     },
     user: { id: call.user_id, ...call.user },
     brief: call.brief,
-  };
+  });
 }
 
-/**
- * The series' next occurrence after this one, in the user's zone; SQL records it
- * once this call is done with. A call dispatched late (retries, an outage) skips
- * occurrences already past rather than placing them at once.
- */
-function nextOf(
-  deps: CallDispatchDeps,
-  call: ClaimedCall,
-): { next_occurrence?: string; error?: string } {
-  const rrule = call.rrule!;
-  const series = { dtstart: new Date(call.series_start), tz: call.user.timezone };
-  try {
-    let next = nextOccurrence(rrule, { ...series, after: new Date(call.scheduled_for) });
-    const now = deps.now();
-    if (next && next.getTime() <= now) {
-      next = nextOccurrence(rrule, { ...series, after: new Date(now) });
-    }
-    return next ? { next_occurrence: next.toISOString() } : {};
-  } catch (err) {
-    const error = `the RRULE gives no next occurrence: ${
-      err instanceof Error ? err.message : String(err)
-    }`;
-    deps.log("call series ends", { call_id: call.id, error });
-    return { error };
+/** What follows this occurrence in its series; SQL records it once this call is done with. */
+function nextOf(deps: CallDispatchDeps, call: ClaimedCall): NextOccurrences {
+  const series = {
+    rrule: call.rrule!,
+    seriesStart: new Date(call.series_start),
+    tz: call.user.timezone,
+  };
+  const next = occurrencesAfterDispatch(
+    series,
+    new Date(call.scheduled_for),
+    new Date(deps.now()),
+  );
+  if (next.series_end_reason) {
+    deps.log("call series ends", { call_id: call.id, reason: next.series_end_reason });
   }
+  return next;
 }

@@ -11,7 +11,6 @@ import {
 import {
   epochDay,
   fromEpochDay,
-  type LocalDateTime,
   localParts,
   weekdayOf,
   zonedToInstant,
@@ -23,8 +22,6 @@ const WEEKDAYS = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=8;BYMINUTE=30";
 
 const at = (s: string) => new Date(s);
 const iso = (d: Date | null) => d?.toISOString() ?? null;
-const wallOf = (l: LocalDateTime) =>
-  Date.UTC(l.year, l.month - 1, l.day, l.hour, l.minute, l.second);
 
 // The occurrences after `after`, following the series one step at a time.
 function series(rule: string, opts: NextOccurrenceOptions, n: number): (string | null)[] {
