@@ -3,11 +3,7 @@
 // { data, error } shape; an API error (bad input, scope, rate, network) is an
 // `error`, never a throw. Types come from the server's own zod schemas, and
 // only as types: at run time this module needs nothing but the client given.
-import type {
-  ToolInput,
-  ToolName,
-  ToolOutput,
-} from "../shared/agents/schemas.ts";
+import type { ToolInput, ToolName, ToolOutput } from "../shared/agents/schemas.ts";
 
 export type { ToolInput, ToolName, ToolOutput };
 

@@ -12,9 +12,7 @@ import { buildMcpServer } from "./server.ts";
 /** Only a tools/call spends the key's rate: the handshake and listing are free. */
 export function callsATool(body: unknown): boolean {
   const messages = Array.isArray(body) ? body : [body];
-  return messages.some((m) =>
-    (m as { method?: unknown } | null)?.method === "tools/call"
-  );
+  return messages.some((m) => (m as { method?: unknown } | null)?.method === "tools/call");
 }
 
 /**

@@ -11,16 +11,11 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { Principal } from "../../../shared/agents/auth.ts";
 import { asAgentError } from "../../../shared/agents/http.ts";
-import {
-  callTool,
-  type RegistryDeps,
-  toolsFor,
-} from "../../../shared/agents/registry.ts";
+import { callTool, type RegistryDeps, toolsFor } from "../../../shared/agents/registry.ts";
 
 export const SERVER_INFO = { name: "agent-orchestrator", version: "0.1.0" };
 
-const INSTRUCTIONS =
-  "Tools to reach a user by SMS and voice calls under their quiet hours, " +
+const INSTRUCTIONS = "Tools to reach a user by SMS and voice calls under their quiet hours, " +
   "budget and opt-out, and to read and add to what is known about them. Call " +
   "get_user_context before talking to a user. Every tool names the user by user_id; " +
   "tools with an effect take an optional idempotency_key, so a retry never acts twice.";
