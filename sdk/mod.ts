@@ -28,8 +28,8 @@ export type ErrorCode =
   | "not_found"
   | "unknown_tool"
   | "conflict"
+  | "not_ready"
   | "rate_limited"
-  | "not_available"
   | "network"
   | "internal";
 

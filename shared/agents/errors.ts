@@ -11,10 +11,10 @@ export type ErrorCode =
   | "not_found"
   | "unknown_tool"
   | "conflict"
+  | "not_ready"
   | "rate_limited"
   | "method_not_allowed"
   | "payload_too_large"
-  | "not_available"
   | "internal";
 
 const STATUS: Record<ErrorCode, number> = {
@@ -24,10 +24,10 @@ const STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   unknown_tool: 404,
   conflict: 409,
+  not_ready: 409,
   rate_limited: 429,
   method_not_allowed: 405,
   payload_too_large: 413,
-  not_available: 501,
   internal: 500,
 };
 
@@ -99,8 +99,9 @@ export function fromDatabase(err: unknown, ctx: DbErrorContext): never {
     const field = (ID_FIELDS[kind] ?? []).find((f) => ctx.fields.includes(f)) ?? null;
     throw new AgentError("not_found", message, field);
   }
-  if (code === "42883") {
-    throw new AgentError("not_available", "this operation is not available on this deployment yet");
+  if (code === "55000") {
+    // A state the product reaches on its own shortly (say, the next occurrence of a new series).
+    throw new AgentError("not_ready", message, null, 60);
   }
   throw err;
 }

@@ -53,6 +53,7 @@ const OUTCOMES: Partial<Record<AgentError["code"], string>> = {
   not_found: "not_found",
   unknown_tool: "not_found",
   conflict: "conflict",
+  not_ready: "conflict",
 };
 
 /** Runs one tool call for a principal; throws an AgentError for anything the caller did wrong. */
