@@ -3,10 +3,11 @@
 // delivery rule is decided by claim_messages; this loop only does the I/O.
 import { z } from "zod";
 import type { Sql } from "../db.ts";
-import type { SendOutcome } from "../twilio/client.ts";
-import type { ClaudeLog, Complete, CompleteRequest } from "../claude/complete.ts";
+import type { SendOutcome, SmsToSend } from "../twilio/client.ts";
+import type { ClaudeLog, Complete, CompleteRequest, CompleteResult } from "../claude/complete.ts";
 import { writeClaudeLogs } from "../claude/actions_log.ts";
 import { backoffMs, RENDER_BACKOFF, SEND_BACKOFF } from "./backoff.ts";
+import { type SmsText, toSmsText } from "./gsm.ts";
 import {
   acceptRendered,
   FRESHNESS_SYSTEM,
@@ -31,6 +32,7 @@ const claimedMessage = z.object({
   sequence_position: z.number().nullable(),
   render_attempts: z.number(),
   attempts: z.number(),
+  valid_until: z.string().nullable(),
 });
 type Claimed = z.infer<typeof claimedMessage>;
 
@@ -61,10 +63,12 @@ export interface DeliverySummary {
 
 export interface DeliveryDeps {
   sql: Sql;
-  sendSms: (msg: { to: string; body: string; statusCallback: string }) => Promise<SendOutcome>;
+  sendSms: (msg: SmsToSend) => Promise<SendOutcome>;
   /** Claude, for rendering message_data and freshness checks; null when not configured. */
   complete: Complete | null;
   renderModel: string;
+  /** A render over this many segments is asked again once, then failed (RENDER_MAX_SEGMENTS). */
+  renderMaxSegments: number;
   statusCallbackUrl: (messageId: string) => string;
   fromNumber: string;
   now: () => number;
@@ -88,7 +92,8 @@ type Outcome =
   | "failed"
   | "opted_out"
   | "unknown"
-  | "superseded";
+  | "superseded"
+  | "render_too_long";
 
 interface Result {
   id: string;
@@ -217,7 +222,8 @@ async function deliverUnit(
       await complete(deps, unit.token, rest.map((r) => release(deps, r)), summary);
       return;
     }
-    const verdict = await startSending(deps.sql, unit.token, m.id, prepared.bodies[i]);
+    const sms = toSmsText(prepared.bodies[i]);
+    const verdict = await startSending(deps.sql, unit.token, m.id, sms);
     if (verdict !== "go") {
       tallyRefusal(summary, verdict);
       await complete(deps, unit.token, rest.slice(1).map((r) => release(deps, r)), summary);
@@ -228,8 +234,9 @@ async function deliverUnit(
       m,
       await deps.sendSms({
         to: m.to,
-        body: prepared.bodies[i],
+        body: sms.text,
         statusCallback: deps.statusCallbackUrl(m.id),
+        validUntil: m.valid_until === null ? undefined : new Date(m.valid_until),
       }),
     );
     // After a member that did not go, the rest of its sequence waits with it.
@@ -248,10 +255,11 @@ async function startSending(
   sql: Sql,
   token: string,
   id: string,
-  body: string,
+  sms: SmsText,
 ): Promise<StartVerdict> {
   const [{ verdict }] = await sql<{ verdict: StartVerdict }[]>`
-    select public.start_sending(${token}, ${id}, ${body}) as verdict`;
+    select public.start_sending(${token}, ${id}, ${sms.text}, ${sms.encoding}, ${sms.segments})
+      as verdict`;
   return verdict;
 }
 
@@ -303,7 +311,7 @@ async function prepareUnit(
       ),
     });
   // Each Claude call ends by the run's deadline, so it never outlives the lease.
-  const ask = (req: Omit<CompleteRequest, "timeoutMs">) =>
+  const ask: Ask = (req) =>
     deps.complete!({ ...req, timeoutMs: Math.max(1_000, opts.deadline - deps.now()) });
 
   const bodies: string[] = [];
@@ -315,17 +323,19 @@ async function prepareUnit(
     }
     if (!deps.complete) return renderRetry("no Claude configuration to render message_data");
     try {
-      const res = await ask({
-        model: deps.renderModel,
-        system: RENDER_SYSTEM,
-        user: renderPrompt(m.agent_id, m.message_data),
-        maxTokens: 300,
-      });
-      logs.push({ ...res.log, userId: m.user_id, action: "render_message" });
-      const body = acceptRendered(res.text);
-      if (!body) return renderRetry("the rendered text was not plain SMS prose");
-      await deps.sql`select public.keep_rendered_body(${token}, ${m.id}, ${body})`;
-      bodies.push(body);
+      const rendered = await renderWithinSegments(deps, m, ask, logs);
+      if (rendered.kind === "not_prose") {
+        return renderRetry("the rendered text was not plain SMS prose");
+      }
+      if (rendered.kind === "too_long") {
+        return allMembers(members, {
+          outcome: "render_too_long",
+          error:
+            `the render was ${rendered.segments} SMS segments twice, over the maximum of ${deps.renderMaxSegments}`,
+        });
+      }
+      await deps.sql`select public.keep_rendered_body(${token}, ${m.id}, ${rendered.body})`;
+      bodies.push(rendered.body);
     } catch (err) {
       return renderRetry(`render failed: ${errorMessage(err)}`);
     }
@@ -356,6 +366,34 @@ async function prepareUnit(
     }
   }
   return { bodies };
+}
+
+type Ask = (req: Omit<CompleteRequest, "timeoutMs">) => Promise<CompleteResult>;
+
+/** Renders message_data to prose; a render over the segment maximum is asked again, once. */
+async function renderWithinSegments(
+  deps: DeliveryDeps,
+  m: Claimed,
+  ask: Ask,
+  logs: ClaudeLog[],
+): Promise<
+  { kind: "ok"; body: string } | { kind: "not_prose" } | { kind: "too_long"; segments: number }
+> {
+  let segments = 0;
+  for (const attempt of [1, 2]) {
+    const res = await ask({
+      model: deps.renderModel,
+      system: RENDER_SYSTEM,
+      user: renderPrompt(m.agent_id, m.message_data, attempt === 1 ? null : segments),
+      maxTokens: 300,
+    });
+    logs.push({ ...res.log, userId: m.user_id, action: "render_message" });
+    const body = acceptRendered(res.text);
+    if (!body) return { kind: "not_prose" };
+    segments = toSmsText(body).segments;
+    if (segments <= deps.renderMaxSegments) return { kind: "ok", body };
+  }
+  return { kind: "too_long", segments };
 }
 
 async function eventsSince(sql: Sql, userId: string, since: string) {

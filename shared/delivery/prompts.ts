@@ -5,7 +5,9 @@
 export const RENDER_SYSTEM = `RENDER_SMS
 You write one SMS from a personal assistant to its user, from the structured update you are given.
 Rules:
-- Plain, warm, concise prose; at most 320 characters; no greeting formulas, no sign-off.
+- Plain, warm, concise prose that fits one SMS segment: at most 160 characters.
+- Plain ASCII punctuation: straight quotes and apostrophes, "-" for dashes, "..." for an ellipsis.
+- No greeting formulas, no sign-off.
 - Never output JSON, code, braces, field names or placeholders.
 - Use only facts present in the update; do not invent times, names or numbers.
 - Reply with the SMS text only.`;
@@ -18,8 +20,16 @@ made pointless by newer events). Reply with JSON only:
 
 export const MAX_SMS_CHARS = 1600;
 
-export function renderPrompt(agentId: string, data: unknown): string {
-  return `Update from agent "${agentId}":\n${JSON.stringify(data, null, 2)}`;
+/** The render's user turn; after a draft that ran to `previousSegments`, it asks for less. */
+export function renderPrompt(
+  agentId: string,
+  data: unknown,
+  previousSegments: number | null = null,
+): string {
+  const update = `Update from agent "${agentId}":\n${JSON.stringify(data, null, 2)}`;
+  return previousSegments === null
+    ? update
+    : `${update}\n\nYour previous draft took ${previousSegments} SMS segments. Write it again, shorter: one segment, at most 160 characters.`;
 }
 
 /** The rendered text if it is fit to send to a person; null otherwise. */

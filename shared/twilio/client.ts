@@ -33,6 +33,18 @@ export interface SmsToSend {
   to: string;
   body: string;
   statusCallback: string;
+  /**
+   * The message must not reach the user after this (its expiry, or the start of
+   * their quiet hours). With a Messaging Service it becomes Twilio's ValidityPeriod,
+   * so a message stuck in Twilio's queue is dropped rather than arriving late.
+   */
+  validUntil?: Date;
+}
+
+/** Twilio's ValidityPeriod for a deadline: whole seconds, 1 to 36,000. */
+export function validityPeriodSeconds(validUntil: Date, now: Date): number {
+  const seconds = Math.floor((validUntil.getTime() - now.getTime()) / 1000);
+  return Math.min(36_000, Math.max(1, seconds));
 }
 
 const blankToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
@@ -191,7 +203,12 @@ export async function sendSms(
     StatusCallback: msg.statusCallback,
   });
   if (cfg.from) form.set("From", cfg.from);
-  if (cfg.messagingServiceSid) form.set("MessagingServiceSid", cfg.messagingServiceSid);
+  if (cfg.messagingServiceSid) {
+    form.set("MessagingServiceSid", cfg.messagingServiceSid);
+    if (msg.validUntil) {
+      form.set("ValidityPeriod", String(validityPeriodSeconds(msg.validUntil, new Date())));
+    }
+  }
   // One signal for the whole exchange, so a body that stalls also ends as "unknown".
   const signal = AbortSignal.timeout(cfg.timeoutMs);
   let res: Response;

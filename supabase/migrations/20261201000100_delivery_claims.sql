@@ -34,53 +34,6 @@
 -- queued, wait_reason says why (never read back from status_reason, which is
 -- prose for people) and next_attempt_at says when it is looked at again.
 
--- Settings an operator may change: one row per name ------------------------------
-create table public.orchestrator_settings (
-  name text primary key,
-  value integer not null,
-  description text not null
-);
-alter table public.orchestrator_settings enable row level security;
-revoke all on table public.orchestrator_settings from anon, authenticated;
-grant all on table public.orchestrator_settings to service_role;
-create policy orchestrator_settings_no_client_access on public.orchestrator_settings
-  as restrictive for all to anon, authenticated using (false) with check (false);
-
-insert into public.orchestrator_settings (name, value, description) values
-  ('max_queued_per_user', 1000, 'queued messages one user may hold; enqueue_message refuses past it'),
-  ('sequence_timeout_minutes', 360, 'a sequence that cannot go out whole within this long after its first member was queued ends failed');
-
-create or replace function public.setting(p_name text) returns integer
-language sql stable set search_path = '' as $$
-  select value from public.orchestrator_settings where name = p_name
-$$;
-
--- New columns and indexes ----------------------------------------------------------
-alter table public.message_queue
-  add column wait_reason text constraint message_queue_wait_reason check (wait_reason in (
-    'quiet_hours', 'daily_cap', 'hourly_cap', 'sequence_incomplete', 'sequence_in_flight',
-    'sequence_not_due', 'send_retry', 'render_retry', 'reconcile'
-  )),
-  add column resends smallint not null default 0;
-
-create unique index message_queue_sequence_position_idx
-  on public.message_queue (sequence_id, sequence_position) where sequence_id is not null;
--- A user's due work in the order it goes out, so a claim reads only the first rows.
-create index message_queue_user_order_idx
-  on public.message_queue (user_id, priority_rank, scheduled_for, created_at, id)
-  where status = 'queued';
--- Urgent work is looked for on its own, so a backlog elsewhere never hides it.
-create index message_queue_urgent_due_idx on public.message_queue (next_attempt_at)
-  where status = 'queued' and priority_rank = 0;
-create index message_queue_unknown_idx on public.message_queue (next_attempt_at)
-  where status = 'unknown';
-create index message_queue_failed_idx on public.message_queue (updated_at)
-  where status = 'failed';
--- Urgent units count toward the rolling hour too.
-drop index public.message_queue_hourly_units_idx;
-create index message_queue_hourly_units_idx on public.message_queue (user_id, unit_spent_at)
-  where unit_kind is not null;
-
 -- Budget units ------------------------------------------------------------------------
 -- Gives back the unit a message spent (it did not reach the user). An urgent unit
 -- also counted toward the day's total.
@@ -182,6 +135,10 @@ create type public.delivery_user_state as (
   -- When the quiet hours that hold now end; null outside them or while the
   -- user is active (an inbound SMS in the last 10 minutes).
   quiet_until timestamptz,
+  -- The next start of the preferred window (outside quiet hours); null inside
+  -- the window, with no preference, or when the window lies within quiet hours.
+  preferred_from timestamptz,
+  snoozed_until timestamptz,
   opted_out boolean,
   local_day date,
   daily_limit integer,
@@ -192,6 +149,33 @@ create type public.delivery_user_state as (
   urgent_used integer
 );
 
+-- The first instant at or after p_at inside the window [p_start, p_end) and
+-- outside quiet hours; null when p_at already is inside the window, or when no
+-- instant is both (the window lies within quiet hours).
+create or replace function public.preferred_window_start(
+  p_at timestamptz,
+  p_tz text,
+  p_start time,
+  p_end time,
+  p_quiet_start time,
+  p_quiet_end time
+) returns timestamptz
+language plpgsql stable set search_path = '' as $$
+declare
+  -- Outside the window is inside [end, start): its end is the next window start.
+  v_start timestamptz := public.quiet_hours_end(p_at, p_tz, p_end, p_start);
+begin
+  if v_start is null then
+    return null;
+  end if;
+  v_start := public.outside_quiet_hours(v_start, p_tz, p_quiet_start, p_quiet_end);
+  if public.quiet_hours_end(v_start, p_tz, p_end, p_start) is not null then
+    return null;
+  end if;
+  return v_start;
+end
+$$;
+
 create or replace function public.delivery_user_states(p_users uuid[], p_now timestamptz)
 returns setof public.delivery_user_state
 language sql stable security definer set search_path = '' as $$
@@ -199,6 +183,11 @@ language sql stable security definer set search_path = '' as $$
          case when coalesce(u.last_inbound_at > p_now - interval '10 minutes', false) then null
               else public.quiet_hours_end(p_now, u.timezone, u.quiet_hours_start, u.quiet_hours_end)
          end,
+         case when u.preferred_hours_start is not null then
+           public.preferred_window_start(p_now, u.timezone, u.preferred_hours_start,
+                                         u.preferred_hours_end, u.quiet_hours_start, u.quiet_hours_end)
+         end,
+         case when u.snoozed_until > p_now then u.snoozed_until end,
          u.sms_opted_out_at is not null,
          (p_now at time zone u.timezone)::date,
          u.daily_message_limit, u.hourly_message_limit,
@@ -224,11 +213,13 @@ create type public.delivery_unit as (
   unit_id uuid,
   -- The queued members, in sequence order.
   member_ids uuid[],
-  first_position integer,
   is_sequence boolean,
   priority_rank smallint,
   scheduled_for timestamptz,
-  queued_at timestamptz,
+  -- Every queued member may wait for the user's preferred hours.
+  can_delay boolean,
+  -- The earliest expiry of a queued member.
+  expires_at timestamptz,
   expired boolean,
   -- A member was cancelled, superseded, expired or failed: it cannot go whole.
   broken boolean,
@@ -256,7 +247,7 @@ language sql security definer set search_path = '' as $$
   ), members as (
     select m.id, coalesce(m.sequence_id, m.id) as unit_id, m.sequence_id, m.sequence_position,
            m.sequence_total, m.status, m.priority_rank, m.scheduled_for, m.created_at,
-           m.expires_at, m.next_attempt_at, m.locked_until, m.unit_kind
+           m.expires_at, m.next_attempt_at, m.locked_until, m.unit_kind, m.can_delay
       from public.message_queue m
      where m.id in (select id from due where sequence_id is null)
         or m.sequence_id in (select sequence_id from due where sequence_id is not null)
@@ -264,11 +255,11 @@ language sql security definer set search_path = '' as $$
   )
   select unit_id,
          array_agg(id order by sequence_position) filter (where status = 'queued'),
-         min(sequence_position) filter (where status = 'queued'),
          bool_or(sequence_id is not null),
          min(priority_rank),
          min(scheduled_for),
-         min(created_at) filter (where status = 'queued'),
+         bool_and(can_delay) filter (where status = 'queued'),
+         min(expires_at) filter (where status = 'queued'),
          bool_or(status = 'queued' and coalesce(expires_at <= p_now, false)),
          bool_or(status in ('cancelled', 'superseded', 'expired', 'failed')),
          bool_or(status in ('sending', 'unknown')),
@@ -292,10 +283,10 @@ create type public.delivery_decision as (
   action text,
   -- On claim: the budget unit spent (urgent | capped), or null (already paid).
   unit_kind text,
-  -- On defer: when to look again, and why it waits.
+  -- On defer: when to look again. Defer, cancel, fail: the typed reason.
   not_before timestamptz,
-  wait_reason text,
-  reason text
+  reason text,
+  detail text
 );
 
 create or replace function public.decide_delivery(
@@ -309,34 +300,48 @@ declare
   v_deadline timestamptz := p_unit.first_queued_at + p_sequence_timeout;
   v_daily_full boolean := p_user.daily_used >= p_user.daily_limit;
   v_hour_full boolean := p_user.hour_used >= p_user.hourly_limit;
+  -- Urgent past its five a day waits like high; its deferrals say so.
+  v_ceiling boolean := p_unit.priority_rank = 0 and not p_unit.paid;
   v_at timestamptz;
 begin
   if p_user.opted_out then
-    return ('cancel', null, null, null, 'user opted out of SMS')::public.delivery_decision;
+    return ('cancel', null, null, 'opt_out', 'user opted out of SMS')::public.delivery_decision;
   elsif p_unit.expired then
-    return ('expire', null, null, null, 'expired before it could be sent')::public.delivery_decision;
+    return ('expire', null, null, 'expired', 'expired before it could be sent')::public.delivery_decision;
   elsif p_unit.broken then
-    return ('cancel', null, null, null,
-            'sequence can no longer go out whole: a member was cancelled, superseded, expired or failed')::public.delivery_decision;
+    return ('cancel', null, null, 'sequence_broken',
+            'sequence can no longer go out whole: a member was cancelled, superseded, expired or failed'
+           )::public.delivery_decision;
   elsif p_unit.is_sequence and (p_unit.in_flight or not p_unit.complete or p_unit.due_at is not null)
         and p_now >= v_deadline then
-    return ('fail', null, null, null,
-            'sequence could not go out whole within ' || p_sequence_timeout || ' of its first member')::public.delivery_decision;
+    return ('fail', null, null, 'sequence_timeout',
+            'sequence could not go out whole within ' || p_sequence_timeout || ' of its first member'
+           )::public.delivery_decision;
   elsif p_unit.in_flight then
     return ('defer', null,
             least(greatest(coalesce(p_unit.in_flight_until, p_now), p_now) + interval '1 minute', v_deadline),
-            'sequence_in_flight', 'waiting for the sequence''s member in flight')::public.delivery_decision;
+            'sequence_wait', 'waiting for the sequence''s member in flight')::public.delivery_decision;
   elsif not p_unit.complete then
     -- enqueue_message wakes the members when another one arrives.
-    return ('defer', null, v_deadline, 'sequence_incomplete', 'waiting for the rest of the sequence')::public.delivery_decision;
+    return ('defer', null, v_deadline, 'sequence_wait', 'waiting for the rest of the sequence'
+           )::public.delivery_decision;
   elsif p_unit.due_at is not null then
-    return ('defer', null, least(p_unit.due_at, v_deadline), 'sequence_not_due',
+    return ('defer', null, least(p_unit.due_at, v_deadline), 'sequence_wait',
             'waiting for the sequence''s last member to be due')::public.delivery_decision;
-  elsif p_unit.priority_rank = 0 and not p_unit.paid and p_user.urgent_used < 5 then
-    -- Urgent ignores quiet hours and caps, five a local day.
+  elsif v_ceiling and p_user.urgent_used < 5 then
+    -- Urgent ignores snooze, quiet hours and caps, five a local day.
     return ('claim', 'urgent', null, null, null)::public.delivery_decision;
+  elsif p_user.snoozed_until is not null then
+    return ('defer', null, p_user.snoozed_until, case when v_ceiling then 'urgent_ceiling' else 'snoozed' end,
+            'the user is snoozed')::public.delivery_decision;
   elsif p_user.quiet_until is not null then
-    return ('defer', null, p_user.quiet_until, 'quiet_hours', 'quiet hours')::public.delivery_decision;
+    return ('defer', null, p_user.quiet_until, case when v_ceiling then 'urgent_ceiling' else 'quiet_hours' end,
+            'quiet hours')::public.delivery_decision;
+  elsif p_unit.can_delay and not p_unit.paid and p_user.preferred_from is not null
+        and coalesce(p_unit.expires_at > p_user.preferred_from, true)
+        and (not p_unit.is_sequence or p_user.preferred_from < v_deadline) then
+    return ('defer', null, p_user.preferred_from, 'preferred_hours',
+            'waiting for the user''s preferred hours')::public.delivery_decision;
   elsif p_unit.paid then
     return ('claim', null, null, null, null)::public.delivery_decision;
   elsif not v_daily_full and not v_hour_full then
@@ -348,9 +353,56 @@ begin
   );
   return ('defer', null,
           public.outside_quiet_hours(v_at, p_user.tz, p_user.quiet_start, p_user.quiet_end),
-          case when v_daily_full then 'daily_cap' else 'hourly_cap' end,
-          case when v_daily_full then 'daily limit reached' else 'hourly limit reached' end)::public.delivery_decision;
+          case when v_ceiling then 'urgent_ceiling' when v_daily_full then 'daily_cap' else 'hourly_cap' end,
+          case when v_daily_full then 'daily limit reached' else 'hourly limit reached' end
+         )::public.delivery_decision;
 end
+$$;
+
+-- Deferrals on record: one event when a message starts to wait for a reason,
+-- none while it keeps waiting for the same one.
+create or replace function public.defer_messages(
+  p_ids uuid[],
+  p_not_before timestamptz[],
+  p_reasons text[],
+  p_details text[]
+) returns void
+language sql security definer set search_path = '' as $$
+  with deferred as (
+    update public.message_queue m
+       set updated_at = now(), next_attempt_at = a.not_before, wait_reason = a.reason,
+           status_reason = 'deferred: ' || a.detail
+      from (
+        select a.*, q.wait_reason as was
+          from unnest(p_ids, p_not_before, p_reasons, p_details) as a(id, not_before, reason, detail)
+          join public.message_queue q on q.id = a.id
+      ) a
+     where m.id = a.id
+    returning m.id, m.user_id, m.agent_id, a.reason, a.detail, a.not_before, a.was
+  )
+  insert into public.delivery_events (message_id, user_id, agent_id, kind, reason, detail, next_eligible_at)
+  select id, user_id, agent_id, 'deferred', reason, detail, not_before
+    from deferred where was is distinct from reason
+$$;
+
+-- Messages that leave the queue for good without being sent, on record.
+create or replace function public.end_messages(
+  p_ids uuid[],
+  p_statuses text[],
+  p_reasons text[],
+  p_details text[]
+) returns void
+language sql security definer set search_path = '' as $$
+  with ended as (
+    update public.message_queue m
+       set updated_at = now(), status = a.status, wait_reason = null, status_reason = a.detail,
+           claim_token = null, locked_until = null
+      from unnest(p_ids, p_statuses, p_reasons, p_details) as a(id, status, reason, detail)
+     where m.id = a.id
+    returning m.id, m.user_id, m.agent_id, a.status, a.reason, a.detail
+  )
+  insert into public.delivery_events (message_id, user_id, agent_id, kind, reason, detail)
+  select id, user_id, agent_id, status, reason, detail from ended
 $$;
 
 -- 6. One claim --------------------------------------------------------------------------
@@ -381,8 +433,8 @@ declare
   v_kinds text[] := '{}';
   v_days date[] := '{}';
   v_not_before timestamptz[] := '{}';
-  v_wait_reasons text[] := '{}';
   v_reasons text[] := '{}';
+  v_details text[] := '{}';
   v_n integer;
   v_messages jsonb;
 begin
@@ -425,8 +477,8 @@ begin
       v_kinds := v_kinds || (array[v_decision.unit_kind] || array_fill(null::text, array[v_n - 1]));
       v_days := v_days || array_fill(v_user.local_day, array[v_n]);
       v_not_before := v_not_before || array_fill(v_decision.not_before, array[v_n]);
-      v_wait_reasons := v_wait_reasons || array_fill(v_decision.wait_reason, array[v_n]);
       v_reasons := v_reasons || array_fill(v_decision.reason, array[v_n]);
+      v_details := v_details || array_fill(v_decision.detail, array[v_n]);
     end loop;
   end loop;
 
@@ -449,7 +501,11 @@ begin
            'rendered_body', c.rendered_body,
            'requires_fresh_context', c.requires_fresh_context, 'created_at', c.created_at,
            'sequence_id', c.sequence_id, 'sequence_position', c.sequence_position,
-           'render_attempts', c.render_attempts, 'attempts', c.attempts
+           'render_attempts', c.render_attempts, 'attempts', c.attempts,
+           -- A message must not arrive after this: its expiry, or the next start of
+           -- quiet hours (Twilio's ValidityPeriod holds it to that).
+           'valid_until', least(c.expires_at, case when c.priority <> 'urgent' then
+             public.quiet_hours_end(v_now, u.timezone, u.quiet_hours_end, u.quiet_hours_start) end)
          ) order by c.user_id, coalesce(c.sequence_id, c.id), c.sequence_position), '[]'::jsonb)
     into v_messages
     from claimed c
@@ -466,19 +522,26 @@ begin
          urgent_used = b.urgent_used + excluded.urgent_used,
          updated_at = now();
 
-  update public.message_queue m
-     set updated_at = now(), next_attempt_at = a.not_before, wait_reason = a.wait_reason,
-         status_reason = 'deferred: ' || a.reason
-    from unnest(v_ids, v_actions, v_not_before, v_wait_reasons, v_reasons)
-           as a(id, action, not_before, wait_reason, reason)
-   where a.action = 'defer' and m.id = a.id;
+  perform public.defer_messages(
+    array(select a.id from unnest(v_ids, v_actions) with ordinality as a(id, action, n)
+           where a.action = 'defer' order by n),
+    array(select a.t from unnest(v_actions, v_not_before) with ordinality as a(action, t, n)
+           where a.action = 'defer' order by n),
+    array(select a.r from unnest(v_actions, v_reasons) with ordinality as a(action, r, n)
+           where a.action = 'defer' order by n),
+    array(select a.d from unnest(v_actions, v_details) with ordinality as a(action, d, n)
+           where a.action = 'defer' order by n));
 
-  update public.message_queue m
-     set updated_at = now(), wait_reason = null, status_reason = a.reason,
-         status = case a.action when 'expire' then 'expired' when 'fail' then 'failed'
-                                else 'cancelled' end
-    from unnest(v_ids, v_actions, v_reasons) as a(id, action, reason)
-   where a.action in ('expire', 'cancel', 'fail') and m.id = a.id;
+  perform public.end_messages(
+    array(select a.id from unnest(v_ids, v_actions) with ordinality as a(id, action, n)
+           where a.action in ('expire', 'cancel', 'fail') order by n),
+    array(select case a.action when 'expire' then 'expired' when 'fail' then 'failed' else 'cancelled' end
+            from unnest(v_actions) with ordinality as a(action, n)
+           where a.action in ('expire', 'cancel', 'fail') order by n),
+    array(select a.r from unnest(v_actions, v_reasons) with ordinality as a(action, r, n)
+           where a.action in ('expire', 'cancel', 'fail') order by n),
+    array(select a.d from unnest(v_actions, v_details) with ordinality as a(action, d, n)
+           where a.action in ('expire', 'cancel', 'fail') order by n));
 
   return jsonb_build_object(
     'claim_token', v_token,
@@ -495,18 +558,25 @@ $$;
 
 -- 7. Just before one message's own Twilio request --------------------------------------
 -- Marks it, and only if this claim still holds it and every rule still allows
--- it: not opted out, not expired, not superseded, not in quiet hours (unless
--- urgent or the user is active). From here on a lapsed lease means "unknown".
--- Returns 'go', or what became of it instead: cancelled, expired, deferred, or
--- lost (no longer this claim's: superseded, or its lease lapsed).
+-- it: not opted out, not expired, not superseded, not snoozed or in quiet hours
+-- (unless urgent or, for quiet hours, the user is active). From here on a
+-- lapsed lease means "unknown". Returns 'go', or what became of it instead:
+-- cancelled, expired, deferred, or lost (no longer this claim's: superseded,
+-- or its lease lapsed). The encoding and segment count are recorded with it.
 drop function if exists public.start_sending(uuid, jsonb);
-create or replace function public.start_sending(p_claim_token uuid, p_message_id uuid, p_body text)
-returns text
+create or replace function public.start_sending(
+  p_claim_token uuid,
+  p_message_id uuid,
+  p_body text,
+  p_encoding text default null,
+  p_segments integer default null
+) returns text
 language plpgsql security definer set search_path = '' as $$
 declare
   v_row public.message_queue;
   v_user public.users;
-  v_quiet_until timestamptz;
+  v_wait_until timestamptz;
+  v_wait_reason text;
 begin
   select * into v_row from public.message_queue
    where id = p_message_id and claim_token = p_claim_token and status = 'sending'
@@ -516,30 +586,34 @@ begin
     return 'lost';
   end if;
   select * into v_user from public.users where id = v_row.user_id;
-  if v_row.priority <> 'urgent' and coalesce(v_user.last_inbound_at <= now() - interval '10 minutes', true) then
-    v_quiet_until := public.quiet_hours_end(now(), v_user.timezone, v_user.quiet_hours_start,
-                                            v_user.quiet_hours_end);
+  if v_row.priority <> 'urgent' then
+    if v_user.snoozed_until > now() then
+      v_wait_until := v_user.snoozed_until;
+      v_wait_reason := 'snoozed';
+    elsif coalesce(v_user.last_inbound_at <= now() - interval '10 minutes', true) then
+      v_wait_until := public.quiet_hours_end(now(), v_user.timezone, v_user.quiet_hours_start,
+                                             v_user.quiet_hours_end);
+      v_wait_reason := 'quiet_hours';
+    end if;
   end if;
 
   if v_user.sms_opted_out_at is not null then
-    update public.message_queue
-       set updated_at = now(), status = 'cancelled', status_reason = 'user opted out of SMS',
-           claim_token = null, locked_until = null
-     where id = p_message_id;
+    perform public.end_messages(array[p_message_id], array['cancelled'], array['opt_out'],
+                                array['user opted out of SMS']);
   elsif v_row.expires_at <= now() then
-    update public.message_queue
-       set updated_at = now(), status = 'expired', status_reason = 'expired before it could be sent',
-           claim_token = null, locked_until = null
-     where id = p_message_id;
-  elsif v_quiet_until is not null then
+    perform public.end_messages(array[p_message_id], array['expired'], array['expired'],
+                                array['expired before it could be sent']);
+  elsif v_wait_until is not null then
     update public.message_queue
        set updated_at = now(), status = 'queued', claim_token = null, locked_until = null,
-           next_attempt_at = v_quiet_until, wait_reason = 'quiet_hours', rendered_body = p_body,
-           status_reason = 'deferred: quiet hours began before it was sent'
+           rendered_body = p_body
      where id = p_message_id;
+    perform public.defer_messages(array[p_message_id], array[v_wait_until], array[v_wait_reason],
+                                  array[replace(v_wait_reason, '_', ' ') || ' began before it was sent']);
   else
     update public.message_queue
-       set updated_at = now(), send_started_at = now(), attempts = attempts + 1, rendered_body = p_body
+       set updated_at = now(), send_started_at = now(), attempts = attempts + 1, rendered_body = p_body,
+           encoding = p_encoding, segments = p_segments
      where id = p_message_id;
     return 'go';
   end if;
@@ -561,7 +635,8 @@ $$;
 
 -- 8. Outcomes ---------------------------------------------------------------------------
 -- Each result: {id, outcome, twilio_sid?, from?, error_code?, error?, retry_at?}
--- outcome: sent | retry | render_retry | release | failed | opted_out | unknown | superseded
+-- outcome: sent | retry | render_retry | release | failed | opted_out | unknown | superseded |
+--          render_too_long
 -- A definite outcome is accepted after a lapsed lease too: the row is then
 -- 'unknown', and what Twilio answered is better than a guess.
 create or replace function public.complete_messages(p_claim_token uuid, p_results jsonb)
@@ -597,7 +672,7 @@ begin
              when mine.outcome = 'retry' and m.attempts >= v_max_attempts then 'failed'
              when mine.outcome = 'render_retry' and m.render_attempts + 1 >= v_max_attempts then 'failed'
              when mine.outcome in ('retry', 'render_retry', 'release') then 'queued'
-             when mine.outcome in ('failed', 'opted_out') then 'failed'
+             when mine.outcome in ('failed', 'opted_out', 'render_too_long') then 'failed'
              when mine.outcome = 'unknown' then 'unknown'
              when mine.outcome = 'superseded' then 'superseded'
              else m.status
@@ -628,22 +703,35 @@ begin
                               then null else m.claim_token end
       from mine
      where m.id = mine.id
-    returning m.id, m.status, mine.outcome, m.user_id
+    returning m.id, m.status, mine.outcome, m.user_id, m.agent_id, m.status_reason
   ), logged as (
     insert into public.messages (user_id, message_queue_id, direction, body, from_number, to_number,
-                                 twilio_sid, status)
+                                 twilio_sid, status, encoding, segments)
     select m.user_id, m.id, 'outbound', m.rendered_body, coalesce(mine.from_number, ''),
-           u.phone_number, mine.sid, 'queued'
+           u.phone_number, mine.sid, 'queued', m.encoding, m.segments
       from mine
       join public.message_queue m on m.id = mine.id
       join public.users u on u.id = m.user_id
      where mine.outcome = 'sent' and mine.sid is not null
     on conflict (twilio_sid) do nothing
     returning 1
+  ), recorded as (
+    insert into public.delivery_events (message_id, user_id, agent_id, kind, reason, detail)
+    select id, user_id, agent_id, status,
+           case
+             when status = 'superseded' then 'not_relevant'
+             when outcome = 'retry' then 'send_retries'
+             when outcome = 'render_retry' then 'render_retries'
+             when outcome = 'render_too_long' then 'render_too_long'
+             else 'send_refused'
+           end,
+           left(status_reason, 1000)
+      from updated where status in ('failed', 'superseded')
   )
   select
     coalesce((select array_agg(id) from updated
-               where outcome in ('retry', 'render_retry', 'release', 'failed', 'opted_out', 'superseded')), '{}'),
+               where outcome in ('retry', 'render_retry', 'release', 'failed', 'opted_out', 'superseded',
+                                 'render_too_long')), '{}'),
     coalesce((select array_agg(distinct user_id) from updated where outcome = 'opted_out'), '{}'),
     (select jsonb_object_agg(outcome, n) from (
        select outcome, count(*) as n from updated group by outcome) s)
@@ -757,7 +845,15 @@ begin
            next_attempt_at = case when r.outcome = 'unknown' then r.retry_at else now() end
       from r
      where m.id = r.id and m.claim_token = p_claim_token and m.status = 'unknown'
-    returning m.id, m.user_id, m.status, m.rendered_body, r.outcome, r.sid
+    returning m.id, m.user_id, m.agent_id, m.status, m.rendered_body, m.status_reason, r.outcome, r.sid
+  ), recorded as (
+    insert into public.delivery_events (message_id, user_id, agent_id, kind, reason, detail)
+    select id, user_id, agent_id,
+           case when status = 'failed' then 'failed' else 'reconciled' end,
+           case when outcome = 'found' then 'found' when status = 'queued' then 'resent'
+                else 'resend_absent' end,
+           status_reason
+      from updated where outcome in ('found', 'absent')
   ), logged as (
     insert into public.messages (user_id, message_queue_id, direction, body, from_number, to_number,
                                  twilio_sid, status)
@@ -788,10 +884,12 @@ language plpgsql security definer set search_path = '' as $$
 declare
   v_mapped text := public.twilio_queue_status(p_status);
   v_row public.message_queue;
+  v_was text;
 begin
   if v_mapped is null then
     raise exception 'unknown Twilio message status %', p_status using errcode = '22023';
   end if;
+  select status into v_was from public.message_queue where id = p_message_id for update;
   update public.message_queue m
      set updated_at = now(), status = case
            -- A final state is never taken back by a late or reordered callback.
@@ -822,6 +920,11 @@ begin
                        then public.messages.status else excluded.status end,
          error_code = coalesce(excluded.error_code, public.messages.error_code);
 
+  if v_was = 'unknown' then
+    insert into public.delivery_events (message_id, user_id, agent_id, kind, reason, detail)
+    values (v_row.id, v_row.user_id, v_row.agent_id, 'reconciled', 'callback',
+            'Twilio''s status callback said ' || p_status);
+  end if;
   if p_error_code = '21610' then
     perform public.opt_out_user(v_row.user_id, 'Twilio reported the number unsubscribed (21610)');
   end if;
@@ -834,15 +937,15 @@ $$;
 create or replace function public.opt_out_user(p_user_id uuid, p_reason text) returns integer
 language plpgsql security definer set search_path = '' as $$
 declare
-  v_cancelled integer;
+  v_ids uuid[];
 begin
   update public.users set sms_opted_out_at = coalesce(sms_opted_out_at, now()) where id = p_user_id;
-  update public.message_queue
-     set updated_at = now(), status = 'cancelled', status_reason = p_reason, wait_reason = null,
-         claim_token = null, locked_until = null
-   where user_id = p_user_id and status = 'queued';
-  get diagnostics v_cancelled = row_count;
-  return v_cancelled;
+  select coalesce(array_agg(id), '{}') into v_ids
+    from public.message_queue where user_id = p_user_id and status = 'queued';
+  perform public.end_messages(v_ids, array_fill('cancelled'::text, array[cardinality(v_ids)]),
+                              array_fill('opt_out'::text, array[cardinality(v_ids)]),
+                              array_fill(p_reason, array[cardinality(v_ids)]));
+  return coalesce(cardinality(v_ids), 0);
 end
 $$;
 
@@ -933,7 +1036,10 @@ begin
     'public.due_units(uuid, timestamptz, integer)',
     'public.decide_delivery(public.delivery_user_state, public.delivery_unit, timestamptz, interval)',
     'public.claim_messages(integer, integer)',
-    'public.start_sending(uuid, uuid, text)',
+    'public.start_sending(uuid, uuid, text, text, integer)',
+    'public.preferred_window_start(timestamptz, text, time, time, time, time)',
+    'public.defer_messages(uuid[], timestamptz[], text[], text[])',
+    'public.end_messages(uuid[], text[], text[], text[])',
     'public.keep_rendered_body(uuid, uuid, text)',
     'public.complete_messages(uuid, jsonb)',
     'public.twilio_queue_status(text)',

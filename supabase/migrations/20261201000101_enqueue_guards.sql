@@ -1,7 +1,77 @@
--- enqueue_message, second round (issue 7): a per-user cap on queued messages
--- (SQLSTATE 54000), supersession that holds under any interleaving (and reaches
--- a message claimed but not yet sending), and sequence members that wake their
--- waiting siblings. The contract is unchanged.
+-- enqueue_message, second round (issues 7 and 11): a per-user cap on queued
+-- messages and a per-agent cap per user and local day (SQLSTATE 54000),
+-- supersession that holds under any interleaving (and reaches a message claimed
+-- but not yet sending), sequence members that wake their waiting siblings, and
+-- the fast lane. The contract is unchanged.
+
+-- The fast lane: a message due now that is urgent or may not wait wakes
+-- delivery at once, after commit, through pg_net (the cron call's path). At most
+-- one woken run is active; a wake asked for while one runs is remembered, and
+-- that run goes round again before it ends (finish_fast_lane), so a burst wakes
+-- one run, and nothing waits for the minute.
+create or replace function public.request_fast_lane() returns void
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_state public.fast_lane_state;
+begin
+  if public.setting('fast_lane_enabled') = 0 then
+    return;
+  end if;
+  select * into v_state from public.fast_lane_state where id = 1 for update;
+  -- A run that has been active this long died; its successor is woken.
+  if v_state.active_since is null or v_state.active_since < now() - interval '30 seconds' then
+    update public.fast_lane_state set active_since = now(), missed = false where id = 1;
+    perform public.invoke_edge_function(
+      'process-queue', '{"source":"fast_lane","time_budget_ms":20000}'::jsonb, 30000);
+  elsif not v_state.missed then
+    update public.fast_lane_state set missed = true where id = 1;
+  end if;
+end
+$$;
+
+-- Called by a fast-lane run when it has nothing left: true when a wake came in
+-- meanwhile, so it goes round again; false when it may end.
+create or replace function public.finish_fast_lane() returns boolean
+language sql security definer set search_path = '' as $$
+  with before as (select missed from public.fast_lane_state where id = 1 for update)
+  update public.fast_lane_state f
+     set missed = false, active_since = case when before.missed then now() end
+    from before
+   where f.id = 1
+  returning before.missed
+$$;
+
+-- Messages one agent queued for one user today (the user's local day).
+create or replace function public.agent_messages_today(p_user_id uuid, p_agent_id text, p_tz text)
+returns integer
+language sql stable security definer set search_path = '' as $$
+  select count(*)::int from public.message_queue
+   where user_id = p_user_id and agent_id = p_agent_id
+     and created_at >= public.local_to_instant((now() at time zone p_tz)::date::timestamp, p_tz)
+$$;
+
+-- What an agent may queue for one user in a local day.
+create or replace function public.agent_daily_limit(p_agent_id text) returns integer
+language sql stable security definer set search_path = '' as $$
+  select coalesce(
+    (select daily_messages_per_user from public.agent_message_limits where agent_id = p_agent_id),
+    public.setting('agent_daily_messages_per_user'))
+$$;
+
+-- A refused enqueue on record. enqueue_message's own refusal rolls back with
+-- it, so callers that catch the error (the front door) record it here.
+create or replace function public.record_enqueue_refusal(
+  p_user_id uuid,
+  p_agent_id text,
+  p_reason text,
+  p_detail text
+) returns void
+language sql security definer set search_path = '' as $$
+  insert into public.delivery_events (user_id, agent_id, kind, reason, detail)
+  select id, left(p_agent_id, 128), 'refused', p_reason, left(p_detail, 1000)
+    from public.users where id = p_user_id
+$$;
+
 
 -- Queued messages of one user, counted up to p_cap through the partial index.
 create or replace function public.queued_count(p_user_id uuid, p_cap integer) returns integer
@@ -36,11 +106,13 @@ declare
   v_existing uuid;
   v_max_queued integer := public.setting('max_queued_per_user');
   v_superseded uuid[];
+  v_tz text;
+  v_agent_limit integer;
 begin
   if p_user_id is null then
     raise exception 'p_user_id is required' using errcode = '22023';
   end if;
-  select sms_opted_out_at into v_opted_out from public.users where id = p_user_id;
+  select sms_opted_out_at, timezone into v_opted_out, v_tz from public.users where id = p_user_id;
   if not found then
     raise exception 'unknown user %', p_user_id using errcode = 'P0002';
   end if;
@@ -108,13 +180,25 @@ begin
     -- (and supersedes) every earlier one, whatever the interleaving.
     perform pg_advisory_xact_lock(hashtextextended(p_user_id::text || '/' || p_supersede_key, 0));
   end if;
-  if v_opted_out is null
-     and not exists (select 1 from public.message_queue
-                      where user_id = p_user_id and idempotency_key = p_idempotency_key)
-     and public.queued_count(p_user_id, v_max_queued) >= v_max_queued then
+  if p_idempotency_key is not null and exists (
+    select 1 from public.message_queue where user_id = p_user_id and idempotency_key = p_idempotency_key
+  ) then
+    -- The same idempotency key again: the message it already made, whatever the caps say now.
+    select id into v_existing from public.message_queue
+     where user_id = p_user_id and idempotency_key = p_idempotency_key;
+    return v_existing;
+  end if;
+  if v_opted_out is null and public.queued_count(p_user_id, v_max_queued) >= v_max_queued then
     raise exception 'user % already has % queued messages, the most one user may hold', p_user_id, v_max_queued
       using errcode = '54000',
             hint = 'wait for the queue to drain, or raise max_queued_per_user in orchestrator_settings';
+  end if;
+  v_agent_limit := public.agent_daily_limit(p_agent_id);
+  if public.agent_messages_today(p_user_id, p_agent_id, v_tz) >= v_agent_limit then
+    raise exception 'agent % already queued % messages for user % today, its daily limit',
+      p_agent_id, v_agent_limit, p_user_id
+      using errcode = '54000',
+            hint = 'a runaway agent? raise it in agent_message_limits if this is intended';
   end if;
 
   insert into public.message_queue (
@@ -141,28 +225,45 @@ begin
   if p_supersede_key is not null then
     -- Older messages with the key, queued or claimed but not yet sending: a
     -- claimed one is stopped by start_sending, which finds it superseded.
-    with superseded as (
-      update public.message_queue
-         set updated_at = now(), status = 'superseded', status_reason = 'superseded by ' || v_id,
-             wait_reason = null, claim_token = null, locked_until = null
-       where user_id = p_user_id
-         and supersede_key = p_supersede_key
-         and id <> v_id
-         and (status = 'queued' or (status = 'sending' and send_started_at is null))
-      returning id
-    )
-    select array_agg(id) into v_superseded from superseded;
+    select coalesce(array_agg(id), '{}') into v_superseded
+      from public.message_queue
+     where user_id = p_user_id
+       and supersede_key = p_supersede_key
+       and id <> v_id
+       and (status = 'queued' or (status = 'sending' and send_started_at is null));
+    perform public.end_messages(v_superseded,
+                                array_fill('superseded'::text, array[cardinality(v_superseded)]),
+                                array_fill('supersede_key'::text, array[cardinality(v_superseded)]),
+                                array_fill('superseded by ' || v_id, array[cardinality(v_superseded)]));
     perform public.refund_units(v_superseded);
   end if;
   if p_sequence_id is not null then
     -- Members waiting for the rest of their sequence look again now.
     update public.message_queue
        set updated_at = now(), next_attempt_at = now(), wait_reason = null
-     where sequence_id = p_sequence_id and status = 'queued' and wait_reason = 'sequence_incomplete';
+     where sequence_id = p_sequence_id and status = 'queued' and wait_reason = 'sequence_wait';
+  end if;
+  if v_opted_out is null and (p_priority = 'urgent' or not p_can_delay) and p_scheduled_for <= now() then
+    perform public.request_fast_lane();
   end if;
   return v_id;
 end
 $$;
 
-revoke execute on function public.queued_count(uuid, integer) from public, anon, authenticated;
-grant execute on function public.queued_count(uuid, integer) to service_role;
+do $$
+declare
+  f text;
+begin
+  foreach f in array array[
+    'public.queued_count(uuid, integer)',
+    'public.request_fast_lane()',
+    'public.finish_fast_lane()',
+    'public.agent_messages_today(uuid, text, text)',
+    'public.agent_daily_limit(text)',
+    'public.record_enqueue_refusal(uuid, text, text, text)'
+  ] loop
+    execute format('revoke execute on function %s from public, anon, authenticated', f);
+    execute format('grant execute on function %s to service_role', f);
+  end loop;
+end
+$$;

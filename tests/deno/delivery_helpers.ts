@@ -147,16 +147,22 @@ export async function deliveryUser(
 }
 
 /**
- * Pauses the per-minute pg_cron run, for tests that play a processor by hand
- * and must be the only one claiming.
+ * Pauses the per-minute pg_cron run and the fast lane, for tests that play a
+ * processor by hand and must be the only one claiming.
  */
 export async function withoutCron(fn: () => Promise<void>): Promise<void> {
-  await db()`update cron.job set active = false where jobname = 'process-queue'`;
+  await setBackgroundRuns(false);
   try {
     await fn();
   } finally {
-    await db()`update cron.job set active = true where jobname = 'process-queue'`;
+    await setBackgroundRuns(true);
   }
+}
+
+async function setBackgroundRuns(on: boolean): Promise<void> {
+  await db()`update cron.job set active = ${on} where jobname = 'process-queue'`;
+  await db()`update public.orchestrator_settings set value = ${on ? 1 : 0}
+              where name = 'fast_lane_enabled'`;
 }
 
 /** A test that plays a processor by hand, with the per-minute run paused. */

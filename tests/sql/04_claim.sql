@@ -96,7 +96,7 @@ select is((select (units_used, urgent_used)::text from user_message_budget
 -- Sequences
 select is(pg_temp.st('e seq 1'), 'queued', 'an incomplete sequence does not go');
 select is((select wait_reason from message_queue where final_message = 'e seq 1'),
-  'sequence_incomplete', 'it waits for the rest');
+  'sequence_wait', 'it waits for the rest');
 select cmp_ok((select next_attempt_at from message_queue where final_message = 'e seq 1'), '>', now(),
   'and is not looked at again every claim');
 select enqueue_message('00000000-0000-4000-8000-00000000c0e1', 'test', 'medium', null, 'e seq 3',

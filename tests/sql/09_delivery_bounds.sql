@@ -37,7 +37,7 @@ select is((select count(*)::int from message_queue
             where final_message like 'stalled %/2' and next_attempt_at <= now()), 51,
   'the stalled units read get a later instant: 99 of 150, beside the urgent one, in a claim of 100');
 select is((select wait_reason from message_queue where final_message = 'stalled 1/2'),
-  'sequence_in_flight', 'saying they wait for the member in flight');
+  'sequence_wait', 'saying they wait for the member in flight');
 select claim_messages(100, 60);
 select is((select count(*)::int from message_queue
             where final_message like 'stalled %/2' and next_attempt_at <= now()), 0,

@@ -2,6 +2,7 @@ import { voiceConfigFromEnv } from "../../../shared/calls/dispatch.ts";
 import { claudeFromEnv } from "../../../shared/claude/client.ts";
 import { createCompleter } from "../../../shared/claude/complete.ts";
 import { loadConfig } from "../../../shared/config.ts";
+import { deliveryConfigFromEnv } from "../../../shared/delivery/config.ts";
 import { connect } from "../../../shared/db.ts";
 import { logInfo } from "../../../shared/log.ts";
 import {
@@ -19,6 +20,7 @@ const twilio = twilioConfigFromEnv(env);
 const claude = claudeFromEnv(env);
 const voice = voiceConfigFromEnv(env);
 const reconcileAfterSeconds = unknownReconcileAfterSecondsFromEnv(env);
+const { renderMaxSegments } = deliveryConfigFromEnv(env);
 const sql = connect(config.SUPABASE_DB_URL, 4);
 const functionsUrl = `${config.SUPABASE_URL ?? ""}/functions/v1`;
 
@@ -49,6 +51,7 @@ Deno.serve(createProcessQueueHandler({
           sendSms: (msg) => sendSms(twilio, msg, { fetch }),
           complete: claude.client ? createCompleter(claude.client, "process-queue") : null,
           renderModel: claude.renderModel,
+          renderMaxSegments,
           statusCallbackUrl: (id) => `${functionsUrl}/twilio-status?message_id=${id}`,
           fromNumber: twilio.from ?? twilio.messagingServiceSid ?? "",
           random: Math.random,
