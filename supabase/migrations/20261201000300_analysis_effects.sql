@@ -17,7 +17,7 @@ alter table public.analysis_jobs
   add column last_http_error text;
 
 -- How the run ended: finished (record_analysis), end_turn, turn_limit,
--- time_budget, max_tokens, refusal, error ...
+-- time_budget, max_tokens, refusal, error, lease_lapsed ...
 alter table public.sdk_actions add column outcome text
   constraint sdk_actions_outcome_length check (length(outcome) between 1 and 40);
 
@@ -123,8 +123,10 @@ $$;
 -- - Only while the lease holds. Runs of one user are serialized by their
 --   leases: once this one lapsed, a newer run of the same user may have
 --   claimed and written the memory this run read before, and storing ours
---   would overwrite it. A lapsed run is stale; its job is re-dispatched and
---   the retry finds its effects by their keys.
+--   would overwrite it. A lapsed run is stale: when the job is still its own
+--   it is recorded as a failed attempt (fail_analysis: its sdk_actions row, and
+--   the job back in the queue with backoff); the retry finds its effects by
+--   their keys.
 -- - A run that ended on max_tokens or refusal did not finish its analysis:
 --   sdk_actions.success is false with that outcome, the interaction is failed
 --   with the reason (its effects stay, its memory and summary are not stored),
@@ -145,7 +147,13 @@ declare
   v_error text;
   v_action uuid;
 begin
-  if v_job.interaction_id is null or v_job.locked_until is null or v_job.locked_until <= now() then
+  if v_job.interaction_id is null then
+    return jsonb_build_object('status', 'stale');
+  end if;
+  if v_job.locked_until is null or v_job.locked_until <= now() then
+    perform public.fail_analysis(p_claim_token, p_interaction_id,
+      'the lease lapsed before the run finished, so nothing it found was stored',
+      coalesce(p_result -> 'run', '{}'::jsonb) || '{"stop_reason": "lease_lapsed"}'::jsonb);
     return jsonb_build_object('status', 'stale');
   end if;
   if p_result is null or jsonb_typeof(p_result) <> 'object' then

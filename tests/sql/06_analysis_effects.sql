@@ -6,7 +6,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 set search_path = public, extensions;
-select plan(34);
+select plan(35);
 
 -- Whatever other tests left due waits, so re-dispatch counts only this file's jobs.
 update analysis_jobs set next_attempt_at = now() + interval '10 years' where finished_at is null;
@@ -50,8 +50,9 @@ select is((select insights -> 'items' -> 0 ->> 'key' from users where id = '0000
   'newer', 'and cannot overwrite the newer run''s memory');
 select is((select context_summary from user_sessions where user_id = '00000000-0000-4000-8000-0000000009a2'),
   'newer summary', 'nor its session summary');
-select is((select (analysis_status, sentiment)::text from interactions where id = '00000000-0000-4000-8000-0000000009d1'),
-  '(running,)', 'its interaction waits for a retry');
+select is((select (analysis_status, sentiment, analysis_error like '%lease lapsed%')::text from interactions
+            where id = '00000000-0000-4000-8000-0000000009d1'),
+  '(pending,,t)', 'its interaction waits for a retry, with the reason');
 
 -- max_tokens and refusal -------------------------------------------------------------------
 insert into interactions (id, user_id, channel, transcript, analysis_status) values
@@ -113,6 +114,9 @@ select is((select count(*)::int from net.http_request_queue
   0, 'but never carries its transcript');
 
 -- What needs this migration's columns and functions ------------------------------
+select is((select (success, outcome)::text from sdk_actions
+            where interaction_id = '00000000-0000-4000-8000-0000000009d1'),
+  '(f,lease_lapsed)', 'the lapsed run is on record as a failed attempt');
 select is((select (failed_dispatches, last_http_status)::text from analysis_jobs
             where interaction_id = '00000000-0000-4000-8000-0000000009c1'),
   '(6,503)', 'each failed dispatch is counted, the last status kept');
