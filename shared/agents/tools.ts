@@ -296,7 +296,7 @@ export const TOOLS: { [T in ToolName]: ToolImpl<T> } = {
     owner: fromInput,
     async run({ tx, agentId, now }, i) {
       const [user] = await tx<{ insights: unknown }[]>`
-        select insights from public.users where id = ${i.user_id} for update`;
+        select insights from public.users where id = ${i.user_id} for no key update`;
       if (!user) throw new AgentError("not_found", `unknown user ${i.user_id}`, "user_id");
       const before = readInsights(user.insights);
       const at = now.toISOString();

@@ -63,6 +63,23 @@ stackTest("agents: the same idempotency key replays; another input under it is a
   assert.equal((await footprint(user.id)).messages, 1);
 });
 
+stackTest("agents: concurrent retries with one idempotency key make one message", async () => {
+  const user = await createUser(db());
+  const { key } = await agentKey();
+  const input = { user_id: user.id, text: "Exactly once", idempotency_key: "burst" };
+  const replies = await Promise.all(
+    Array.from({ length: 6 }, () => postAgents(key, { tool: "queue_message", input })),
+  );
+  assert.ok(replies.every((r) => r.status === 200), JSON.stringify(replies.map((r) => r.body)));
+  assert.equal(new Set(replies.map((r) => r.body.data.message_id)).size, 1);
+  assert.equal(
+    replies.filter((r) => !r.body.data.replayed).length,
+    1,
+    "one made it, the rest replayed",
+  );
+  assert.equal((await footprint(user.id)).messages, 1);
+});
+
 stackTest("agents: two agents' idempotency keys never collide", async () => {
   const user = await createUser(db());
   const a = await agentKey();
