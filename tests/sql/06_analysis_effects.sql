@@ -6,7 +6,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 set search_path = public, extensions;
-select plan(35);
+select plan(37);
 
 -- Whatever other tests left due waits, so re-dispatch counts only this file's jobs.
 update analysis_jobs set next_attempt_at = now() + interval '10 years' where finished_at is null;
@@ -164,10 +164,28 @@ select is((analysis_cancel_scheduled_call((select token from tok where name = 'f
 select is((select (status, cancel_scope)::text from scheduled_calls where id = (select id from calls where n = 2)),
   '(cancelled,occurrence)', 'through skip_scheduled_call');
 
+-- A recurring call: skipping one occurrence keeps the series going.
+create temp table daily as
+  select (analysis_schedule_call((select token from tok where name = 'f'),
+            '00000000-0000-4000-8000-0000000009f1', 'check_in', now() + interval '3 days',
+            null, 'FREQ=DAILY', 'k-daily') ->> 'call_id')::uuid as id;
+select throws_ok(format($$select analysis_cancel_scheduled_call(%L, '00000000-0000-4000-8000-0000000009f1',
+    %L, 'too soon', 'k-early', 'occurrence')$$, (select token from tok where name = 'f'),
+    (select id from daily)), 'P0001', null,
+  'before its next occurrence is computed, a skip is a refusal the model is told about, not a lost claim');
+update scheduled_calls set next_occurrence_at = scheduled_for + interval '1 day', next_occurrence_known = true
+ where id = (select id from daily);
+create temp table skipped as select analysis_cancel_scheduled_call((select token from tok where name = 'f'),
+  '00000000-0000-4000-8000-0000000009f1', (select id from daily), 'travelling', 'k-skip', 'occurrence') as r;
+select is((select (s.status, s.cancel_scope, n.status, n.scheduled_for - s.scheduled_for)::text
+             from scheduled_calls s, scheduled_calls n
+            where s.id = (select id from daily) and n.id = (select (r ->> 'next_call_id')::uuid from skipped)),
+  '(cancelled,occurrence,pending,"1 day")', 'skipping one occurrence of a recurring call keeps the series');
+
 select is((select jsonb_agg(e ->> 'tool' order by e ->> 'idempotency_key')
              from jsonb_array_elements(analysis_earlier_effects((select token from tok where name = 'f'),
                     '00000000-0000-4000-8000-0000000009f1')) e),
-  '["schedule_call", "schedule_call", "cancel_scheduled_call", "cancel_scheduled_call"]'::jsonb,
+  '["schedule_call", "schedule_call", "schedule_call", "cancel_scheduled_call", "cancel_scheduled_call", "cancel_scheduled_call"]'::jsonb,
   'analysis_earlier_effects lists every effect of this interaction');
 select is((select e -> 'state' ->> 'status' from jsonb_array_elements(analysis_earlier_effects(
              (select token from tok where name = 'f'), '00000000-0000-4000-8000-0000000009f1')) e
