@@ -330,6 +330,30 @@ stackTest("a retry worded differently ends with exactly the effects of one run",
   );
 });
 
+stackTest("the per-run caps count what earlier attempts of the analysis did", async () => {
+  const user = await createUser(sql);
+  const mark = marker();
+  const texts = (words: string, n: number) =>
+    Array.from(
+      { length: n },
+      (_, i) => ({ name: "queue_message", input: { text: `${words} ${i}` } }),
+    );
+  await scripted.script([
+    { kind: "tool_use", match: mark, calls: texts("First attempt, message", 3) },
+    ...outage(mark),
+    { kind: "tool_use", match: mark, calls: texts("Retry, in other words, message", 4) },
+    finishStep(mark),
+  ]);
+  const id = await insertInteraction(user.id, `Text me four times. ${mark}`);
+  await until(id, "the first attempt to fail", (r) => r.analysis_error !== null);
+  await post({ interaction_id: id });
+  await until(id, "the retry", (r) => r.analysis_status === "done");
+  assert.equal((await counts(user.id)).messages, 3, "three messages a run, over both attempts");
+  const results = toolResults((await requestsFor(mark)).at(-1)!);
+  assert.deepEqual(results.map((r) => r.is_error === true), [false, false, false, true]);
+  assert.match(results[3].content, /at most 3 queue_message/);
+});
+
 stackTest("a run cut off by max_tokens or a refusal is recorded as such, not done", async () => {
   for (const stop of ["max_tokens", "refusal"]) {
     const user = await createUser(sql);
