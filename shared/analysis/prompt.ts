@@ -1,9 +1,9 @@
 // The analysis prompt. The system text is static (byte-identical across users
 // and runs); with the tool definitions before it, it forms the static prefix,
 // which carries cache_control when it reaches the model's minimum cacheable
-// length. Measured with caching.ts's estimate: about 2,000 tokens, so it is
-// cached on Sonnet 4.5 and older (1,024) and not on Sonnet 4.6 (2,048 observed),
-// Haiku 4.5 or Opus 4.5 (4,096). Everything about the user and the interaction
+// length. Measured with caching.ts's estimate: 8,331 characters, about 2,080
+// tokens, so it is cached on Sonnet 4.5 and older (1,024) and, narrowly, on
+// Sonnet 4.6 (2,048 observed), and not on Haiku 4.5 or Opus 4.5 (4,096). Everything about the user and the interaction
 // goes in the user message, as JSON inside delimited blocks marked untrusted.
 import type Anthropic from "@anthropic-ai/sdk";
 import { cacheable } from "../claude/caching.ts";
