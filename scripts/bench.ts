@@ -55,9 +55,10 @@ async function createUsers(db: Sql): Promise<string[]> {
   return rows.map((r) => r.id);
 }
 
+// Each phase queues as its own agent: an agent may queue only so many a day for one user.
 async function enqueueAll(db: Sql, users: string[], label: string): Promise<void> {
   await db`
-    select public.enqueue_message(u.id, 'bench', 'medium',
+    select public.enqueue_message(u.id, ${"bench-" + label}, 'medium',
                                   p_final_message := ${label} || ' #' || i)
       from unnest(${users}::uuid[]) as u(id), generate_series(1, ${MESSAGES / USERS}) as i`;
 }
@@ -102,7 +103,7 @@ async function claimLatency(users: string[]) {
       from generate_series(1, ${HISTORICAL}) as i`;
   const samples = 100;
   await sql`
-    select public.enqueue_message(u.id, 'bench', 'medium', p_final_message := 'claim #' || i)
+    select public.enqueue_message(u.id, 'bench-claim', 'medium', p_final_message := 'claim #' || i)
       from unnest(${users}::uuid[]) as u(id), generate_series(1, ${(samples * 100) / USERS}) as i`;
   // The steady state autovacuum keeps (see the table's settings), not a bulk load's.
   await sql`analyze public.message_queue`;
