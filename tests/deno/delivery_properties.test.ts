@@ -222,3 +222,141 @@ stackTest(
       }
     }),
 );
+
+interface WindowCase {
+  tz: string;
+  quiet: [number, number] | null;
+  preferred: [number, number];
+  snoozeMinutes: number | null;
+  messages: { urgent: boolean; canDelay: boolean; expiresInMinutes: number | null }[];
+}
+
+const windowCaseArb: fc.Arbitrary<WindowCase> = fc.record({
+  tz: zone,
+  quiet: fc.option(fc.tuple(minuteOfDay, minuteOfDay), { nil: null }),
+  preferred: fc.tuple(minuteOfDay, fc.integer({ min: 60, max: 1380 }))
+    .map(([start, length]): [number, number] => [start, (start + length) % 1440]),
+  snoozeMinutes: fc.option(fc.integer({ min: 1, max: 3000 }), { nil: null }),
+  messages: fc.array(
+    fc.record({
+      urgent: fc.boolean(),
+      canDelay: fc.boolean(),
+      expiresInMinutes: fc.option(fc.integer({ min: 5, max: 2880 }), { nil: null }),
+    }),
+    { minLength: 1, maxLength: 5 },
+  ),
+});
+
+/** When the preferred window next opens outside quiet hours; null: inside it now, or never. */
+function expectedWindowStart(
+  at: Date,
+  c: Pick<WindowCase, "tz" | "quiet" | "preferred">,
+): Date | null {
+  const opens = expectedQuietEnd(at, c.tz, c.preferred[1], c.preferred[0]);
+  if (!opens) return null;
+  const start = c.quiet ? expectedQuietEnd(opens, c.tz, c.quiet[0], c.quiet[1]) ?? opens : opens;
+  return expectedQuietEnd(start, c.tz, c.preferred[1], c.preferred[0]) ? null : start;
+}
+
+stackTest(
+  "property: the preferred window opens exactly at its local start, DST days included",
+  async () => {
+    const sql = db();
+    await fc.assert(
+      fc.asyncProperty(
+        zone.chain((tz) =>
+          fc.tuple(
+            fc.constant(tz),
+            instantIn(tz),
+            windowCaseArb.map((c) => c.preferred),
+            fc.option(fc.tuple(minuteOfDay, minuteOfDay), { nil: null }),
+          )
+        ),
+        async ([tz, at, preferred, quiet]) => {
+          const [{ start }] = await sql<{ start: Date | null }[]>`
+            select public.preferred_window_start(${at}, ${tz}, ${hhmm(preferred[0])}::time,
+              ${hhmm(preferred[1])}::time, ${hhmm(quiet?.[0] ?? 0)}::time,
+              ${hhmm(quiet?.[1] ?? 0)}::time) as start`;
+          const expected = expectedWindowStart(at, { tz, quiet, preferred });
+          assert.equal(start?.toISOString() ?? null, expected?.toISOString() ?? null);
+        },
+      ),
+      { numRuns: 400, seed: SEED },
+    );
+  },
+);
+
+stackTest(
+  "property: preferred hours and snooze: nothing goes out of its window, deferrals land exactly",
+  () =>
+    withoutCron(async () => {
+      const sql = db();
+      for (
+        const cases of fc.sample(fc.array(windowCaseArb, { minLength: 30, maxLength: 30 }), {
+          numRuns: 4,
+          seed: SEED,
+        })
+      ) {
+        const users = await createUsers(sql, cases.length);
+        try {
+          const ids: string[][] = [];
+          for (const [i, c] of cases.entries()) {
+            await sql`
+              update public.users
+                 set timezone = ${c.tz},
+                     quiet_hours_start = ${hhmm(c.quiet?.[0] ?? 0)}::time,
+                     quiet_hours_end = ${hhmm(c.quiet?.[1] ?? 0)}::time,
+                     preferred_hours_start = ${hhmm(c.preferred[0])}::time,
+                     preferred_hours_end = ${hhmm(c.preferred[1])}::time,
+                     snoozed_until = now() + make_interval(mins => ${c.snoozeMinutes}),
+                     daily_message_limit = 100, hourly_message_limit = 100
+               where id = ${users[i].id}`;
+            const mine: string[] = [];
+            for (const [n, m] of c.messages.entries()) {
+              const [{ id }] = await sql<{ id: string }[]>`
+                select public.enqueue_message(${users[i].id}, 'prop',
+                  ${m.urgent ? "urgent" : "medium"}, p_final_message := ${"w" + n},
+                  p_can_delay := ${m.canDelay},
+                  p_expires_at := now() + make_interval(mins => ${m.expiresInMinutes})) as id`;
+              mine.push(id);
+            }
+            ids.push(mine);
+          }
+          await sql`select public.claim_messages(1000, 60)`;
+          const [{ now }] = await sql<{ now: Date }[]>`select now() as now`;
+          for (const [i, c] of cases.entries()) {
+            const label = JSON.stringify(c);
+            const [{ snoozed_until: snoozeEnd }] = await sql<{ snoozed_until: Date | null }[]>`
+              select snoozed_until from public.users where id = ${users[i].id}`;
+            const quietEnd = c.quiet ? expectedQuietEnd(now, c.tz, c.quiet[0], c.quiet[1]) : null;
+            const windowStart = expectedWindowStart(now, c);
+            for (const [n, m] of c.messages.entries()) {
+              const [row] = await sql<{ status: string; next_attempt_at: Date }[]>`
+                select status, next_attempt_at from public.message_queue where id = ${ids[i][n]}`;
+              const expires = m.expiresInMinutes === null
+                ? null
+                : new Date(now.getTime() + m.expiresInMinutes * 60_000);
+              const waitsForWindow = m.canDelay && windowStart !== null &&
+                (expires === null || expires > windowStart);
+              const expected = m.urgent
+                ? null
+                : snoozeEnd ?? quietEnd ?? (waitsForWindow ? windowStart : null);
+              if (expected === null) {
+                assert.equal(row.status, "sending", `goes now: message ${n} of ${label}`);
+              } else {
+                assert.equal(row.status, "queued", `waits: message ${n} of ${label}`);
+                // Microseconds aside: now() + interval keeps them, the oracle does not.
+                assert.equal(
+                  Math.floor(row.next_attempt_at.getTime() / 1000),
+                  Math.floor(expected.getTime() / 1000),
+                  `deferred exactly: message ${n} of ${label}`,
+                );
+              }
+            }
+          }
+        } finally {
+          await sql`delete from public.users where id = any(${users.map((u) => u.id)})`;
+        }
+      }
+    }),
+);
