@@ -7,7 +7,7 @@ import { z } from "zod";
 const envSchema = z.object({
   ANTHROPIC_API_KEY: z.string().optional(),
   ANTHROPIC_BASE_URL: z.url().optional(),
-  ANALYSIS_MODEL: z.string().min(1).default("claude-sonnet-4-5"),
+  ANALYSIS_MODEL: z.string().min(1).default("claude-sonnet-5-5"),
   RENDER_MODEL: z.string().min(1).default("claude-haiku-4-5"),
 });
 
