@@ -63,7 +63,7 @@ export interface AgentLimits {
 export const AGENT_LIMITS: AgentLimits = {
   maxTurns: 6,
   maxActions: 10,
-  perRun: { schedule_call: 3, queue_message: 3 },
+  perRun: { schedule_call: 3, queue_message: 3, set_contact_preferences: 1 },
   maxTokens: 4096,
   timeBudgetMs: 100_000,
   requestTimeoutMs: 60_000,
@@ -232,6 +232,8 @@ export async function runAnalysisAgent(
         return await deps.executors.update_commitment(call.input, key);
       case "queue_message":
         return await deps.executors.queue_message(call.input, key);
+      case "set_contact_preferences":
+        return await deps.executors.set_contact_preferences(call.input, key);
     }
   };
 

@@ -9,6 +9,7 @@ import type {
   QueueMessageInput,
   RecordCommitmentInput,
   ScheduleCallInput,
+  SetContactPreferencesInput,
   UpdateCommitmentInput,
 } from "./tools.ts";
 
@@ -25,6 +26,7 @@ export interface Executors {
   record_commitment(input: RecordCommitmentInput, key: string): Promise<ToolResult>;
   update_commitment(input: UpdateCommitmentInput, key: string): Promise<ToolResult>;
   queue_message(input: QueueMessageInput, key: string): Promise<ToolResult>;
+  set_contact_preferences(input: SetContactPreferencesInput, key: string): Promise<ToolResult>;
 }
 
 export interface ClaimRef {
@@ -92,6 +94,13 @@ export function createExecutors(sql: Sql, claim: ClaimRef): Executors {
           p_claim_token := ${token}, p_interaction_id := ${id}, p_text := ${input.text},
           p_priority := ${input.priority}, p_send_at := ${input.send_at ?? null},
           p_expires_at := ${input.expires_at ?? null}, p_idempotency_key := ${key}) as r`
+      ),
+    set_contact_preferences: (input, key) =>
+      call(() =>
+        sql`select public.analysis_set_preferred_hours(
+          p_claim_token := ${token}, p_interaction_id := ${id},
+          p_start := ${input.preferred_hours_start}::time, p_end := ${input.preferred_hours_end}::time,
+          p_idempotency_key := ${key}) as r`
       ),
   };
 }

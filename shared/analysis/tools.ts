@@ -104,6 +104,22 @@ export const queueMessageInput = z.object({
   ),
 }).strict();
 
+const localTime = z.string().regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, "a local time as HH:MM");
+
+export const setContactPreferencesInput = z.object({
+  preferred_hours_start: localTime.nullable().describe(
+    "When the user likes to get texts that can wait, from this local time (HH:MM, 24-hour), " +
+      'as they said it ("text me after 6 pm" is 18:00). null with preferred_hours_end null ' +
+      "forgets the preference.",
+  ),
+  preferred_hours_end: localTime.nullable().describe(
+    "Until this local time (HH:MM); at least an hour after the start, and may wrap midnight.",
+  ),
+}).strict().refine((v) => (v.preferred_hours_start === null) === (v.preferred_hours_end === null), {
+  message: "give both ends, or null for both to forget the preference",
+  path: ["preferred_hours_end"],
+});
+
 export const recordAnalysisInput = z.object({
   sentiment: z.enum(SENTIMENTS).describe("The user's overall sentiment in this interaction."),
   session_summary: text(3000).describe(
@@ -119,6 +135,7 @@ export const TOOL_SCHEMAS = {
   record_commitment: recordCommitmentInput,
   update_commitment: updateCommitmentInput,
   queue_message: queueMessageInput,
+  set_contact_preferences: setContactPreferencesInput,
   record_analysis: recordAnalysisInput,
 } as const;
 
@@ -130,6 +147,7 @@ export type UpdateUserInsightsInput = ToolInput<"update_user_insights">;
 export type RecordCommitmentInput = ToolInput<"record_commitment">;
 export type UpdateCommitmentInput = ToolInput<"update_commitment">;
 export type QueueMessageInput = ToolInput<"queue_message">;
+export type SetContactPreferencesInput = ToolInput<"set_contact_preferences">;
 export type RecordAnalysisInput = ToolInput<"record_analysis">;
 
 const DESCRIPTIONS: Record<ToolName, string> = {
@@ -149,6 +167,9 @@ const DESCRIPTIONS: Record<ToolName, string> = {
   queue_message:
     "Queue an SMS to the user, such as a follow-up or a reminder they asked for. It goes out " +
     "under their quiet hours and message budget.",
+  set_contact_preferences:
+    "Set the hours the user prefers for texts that can wait, when they state them in the " +
+    "conversation. Quiet hours, urgent messages and their message budget are not changed by it.",
   record_analysis:
     "Finish the analysis: the user's sentiment and the updated session summary. Call it once, " +
     "last, after any other tools.",

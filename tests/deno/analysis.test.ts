@@ -563,3 +563,26 @@ stackTest("an interaction with a blank transcript is skipped", async () => {
   assert.equal(res.status, 202);
   assert.equal(res.body.status, "done");
 });
+
+stackTest('"text me after 6 pm": the analysis sets the preferred hours, once a run', async () => {
+  const user = await createUser(sql, { timezone: "Europe/Chisinau" });
+  const mark = marker();
+  const hours = (start: string, end: string) => ({
+    name: "set_contact_preferences",
+    input: { preferred_hours_start: start, preferred_hours_end: end },
+  });
+  await scripted.script([
+    { kind: "tool_use", match: mark, calls: [hours("18:00", "21:30"), hours("07:00", "09:00")] },
+    finishStep(mark, "positive"),
+  ]);
+  const id = await insertInteraction(user.id, `Please only text me after 6 pm. ${mark}`);
+  await until(id, "the analysis", (r) => r.analysis_status === "done");
+  const [row] = await sql`
+    select to_char(preferred_hours_start, 'HH24:MI') as s, to_char(preferred_hours_end, 'HH24:MI') as e
+      from public.users where id = ${user.id}`;
+  assert.deepEqual(
+    [row.s, row.e],
+    ["18:00", "21:30"],
+    "the first call set them; the second was refused",
+  );
+});

@@ -98,6 +98,7 @@ function fakeExecutors(refuse: (tool: string) => string | null = () => null) {
     record_commitment: run("record_commitment"),
     update_commitment: run("update_commitment"),
     queue_message: run("queue_message"),
+    set_contact_preferences: run("set_contact_preferences"),
   };
   return { executors, calls };
 }

@@ -5,7 +5,7 @@ import { ANALYSIS_TOOLS, parseToolCall } from "../../../shared/analysis/tools.ts
 
 const future = "2026-12-01T09:30:00-05:00";
 
-Deno.test("the six tools and record_analysis; the breakpoint is after the system text", () => {
+Deno.test("the seven tools and record_analysis; the breakpoint is after the system text", () => {
   assert.deepEqual(ANALYSIS_TOOLS.map((t) => t.name), [
     "schedule_call",
     "cancel_scheduled_call",
@@ -13,9 +13,37 @@ Deno.test("the six tools and record_analysis; the breakpoint is after the system
     "record_commitment",
     "update_commitment",
     "queue_message",
+    "set_contact_preferences",
     "record_analysis",
   ]);
   assert.ok(ANALYSIS_TOOLS.every((t) => t.cache_control === undefined));
+});
+
+Deno.test("set_contact_preferences takes both ends as HH:MM, or null for both", () => {
+  const parsed = (input: unknown) => {
+    const p = parseToolCall("set_contact_preferences", input);
+    return p.ok ? p.input : p.error;
+  };
+  assert.deepEqual(parsed({ preferred_hours_start: "18:00", preferred_hours_end: "21:30" }), {
+    preferred_hours_start: "18:00",
+    preferred_hours_end: "21:30",
+  });
+  assert.deepEqual(parsed({ preferred_hours_start: null, preferred_hours_end: null }), {
+    preferred_hours_start: null,
+    preferred_hours_end: null,
+  });
+  assert.match(
+    String(parsed({ preferred_hours_start: "18:00", preferred_hours_end: null })),
+    /preferred_hours_end: give both ends/,
+  );
+  assert.match(
+    String(parsed({ preferred_hours_start: "6pm", preferred_hours_end: "21:00" })),
+    /preferred_hours_start: a local time as HH:MM/,
+  );
+  assert.match(
+    String(parsed({ preferred_hours_start: "18:00", preferred_hours_end: "21:00", user_id: "x" })),
+    /user_id/,
+  );
 });
 
 Deno.test("cancel_scheduled_call says which: one occurrence, or the series by default", () => {
