@@ -59,7 +59,7 @@ const claimedRun = z.object({
   timezone: z.string(),
   occurrence: z.string(),
   trigger: z.record(z.string(), z.unknown()),
-  done: z.record(z.string(), z.looseObject({ status: z.string(), output: z.unknown() })),
+  done: z.record(z.string(), z.looseObject({ status: z.string(), output: z.unknown().optional() })),
   attempt: z.number().int(),
   steps: z.array(stepDef),
   params: z.record(z.string(), z.unknown()),
@@ -256,5 +256,7 @@ export async function runRoutines(
     );
     for (const outcome of outcomes) summary[outcome]++;
   }
+  // Routines whose occurrence this tick made a run of (or skipped) learn their next one now.
+  summary.planned += await planRoutines(deps, opts.batchSize * 5);
   return summary;
 }
