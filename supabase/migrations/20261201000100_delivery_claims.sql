@@ -427,15 +427,21 @@ declare
   v_decision public.delivery_decision;
   v_room integer := p_limit;
   v_budget integer := p_limit * 4;
-  -- Per member: what happens to it.
-  v_ids uuid[] := '{}';
-  v_actions text[] := '{}';
-  v_kinds text[] := '{}';
-  v_days date[] := '{}';
-  v_not_before timestamptz[] := '{}';
-  v_reasons text[] := '{}';
-  v_details text[] := '{}';
   v_n integer;
+  -- Claimed members: the unit spent on each (on a unit's first member only) and its local day.
+  v_claim_ids uuid[] := '{}';
+  v_claim_kinds text[] := '{}';
+  v_claim_days date[] := '{}';
+  -- Deferred members: until when, and why.
+  v_defer_ids uuid[] := '{}';
+  v_defer_until timestamptz[] := '{}';
+  v_defer_reasons text[] := '{}';
+  v_defer_details text[] := '{}';
+  -- Members that leave the queue unsent: expired, cancelled or failed.
+  v_end_ids uuid[] := '{}';
+  v_end_statuses text[] := '{}';
+  v_end_reasons text[] := '{}';
+  v_end_details text[] := '{}';
   v_messages jsonb;
 begin
   if p_limit is null or p_limit not between 1 and 1000 then
@@ -458,27 +464,36 @@ begin
       v_budget := v_budget - 1;
       v_decision := public.decide_delivery(v_user, v_unit, v_now, v_timeout);
       v_n := cardinality(v_unit.member_ids);
-      if v_decision.action = 'claim' then
-        if v_n > v_room and v_room < p_limit then
-          -- A sequence goes whole or waits for the next claim.
-          exit users;
-        end if;
-        v_room := v_room - v_n;
-        if v_decision.unit_kind is not null then
-          v_user.daily_used := v_user.daily_used + 1;
-          v_user.hour_used := v_user.hour_used + 1;
-          v_user.oldest_spend := coalesce(v_user.oldest_spend, v_now);
-          v_user.urgent_used := v_user.urgent_used + (v_decision.unit_kind = 'urgent')::int;
-        end if;
-      end if;
-      v_ids := v_ids || v_unit.member_ids;
-      v_actions := v_actions || array_fill(v_decision.action, array[v_n]);
-      -- The unit is spent on its first queued member only.
-      v_kinds := v_kinds || (array[v_decision.unit_kind] || array_fill(null::text, array[v_n - 1]));
-      v_days := v_days || array_fill(v_user.local_day, array[v_n]);
-      v_not_before := v_not_before || array_fill(v_decision.not_before, array[v_n]);
-      v_reasons := v_reasons || array_fill(v_decision.reason, array[v_n]);
-      v_details := v_details || array_fill(v_decision.detail, array[v_n]);
+      case v_decision.action
+        when 'claim' then
+          if v_n > v_room and v_room < p_limit then
+            -- A sequence goes whole or waits for the next claim.
+            exit users;
+          end if;
+          v_room := v_room - v_n;
+          if v_decision.unit_kind is not null then
+            v_user.daily_used := v_user.daily_used + 1;
+            v_user.hour_used := v_user.hour_used + 1;
+            v_user.oldest_spend := coalesce(v_user.oldest_spend, v_now);
+            v_user.urgent_used := v_user.urgent_used + (v_decision.unit_kind = 'urgent')::int;
+          end if;
+          v_claim_ids := v_claim_ids || v_unit.member_ids;
+          v_claim_kinds := v_claim_kinds || array[v_decision.unit_kind]
+                           || array_fill(null::text, array[v_n - 1]);
+          v_claim_days := v_claim_days || array_fill(v_user.local_day, array[v_n]);
+        when 'defer' then
+          v_defer_ids := v_defer_ids || v_unit.member_ids;
+          v_defer_until := v_defer_until || array_fill(v_decision.not_before, array[v_n]);
+          v_defer_reasons := v_defer_reasons || array_fill(v_decision.reason, array[v_n]);
+          v_defer_details := v_defer_details || array_fill(v_decision.detail, array[v_n]);
+        else
+          v_end_ids := v_end_ids || v_unit.member_ids;
+          v_end_statuses := v_end_statuses || array_fill(
+            case v_decision.action when 'expire' then 'expired' when 'fail' then 'failed'
+                                   else 'cancelled' end, array[v_n]);
+          v_end_reasons := v_end_reasons || array_fill(v_decision.reason, array[v_n]);
+          v_end_details := v_end_details || array_fill(v_decision.detail, array[v_n]);
+      end case;
     end loop;
   end loop;
 
@@ -491,8 +506,8 @@ begin
            unit_kind = coalesce(a.kind, m.unit_kind),
            unit_spent_at = case when a.kind is not null then v_now else m.unit_spent_at end,
            unit_local_date = case when a.kind is not null then a.local_day else m.unit_local_date end
-      from unnest(v_ids, v_actions, v_kinds, v_days) as a(id, action, kind, local_day)
-     where a.action = 'claim' and m.id = a.id
+      from unnest(v_claim_ids, v_claim_kinds, v_claim_days) as a(id, kind, local_day)
+     where m.id = a.id
     returning m.*
   )
   select coalesce(jsonb_agg(jsonb_build_object(
@@ -513,43 +528,25 @@ begin
 
   insert into public.user_message_budget as b (user_id, local_date, units_used, urgent_used)
   select m.user_id, a.local_day, count(*), count(*) filter (where a.kind = 'urgent')
-    from unnest(v_ids, v_actions, v_kinds, v_days) as a(id, action, kind, local_day)
+    from unnest(v_claim_ids, v_claim_kinds, v_claim_days) as a(id, kind, local_day)
     join public.message_queue m on m.id = a.id
-   where a.action = 'claim' and a.kind is not null
+   where a.kind is not null
    group by m.user_id, a.local_day
   on conflict (user_id, local_date) do update
      set units_used = b.units_used + excluded.units_used,
          urgent_used = b.urgent_used + excluded.urgent_used,
          updated_at = now();
 
-  perform public.defer_messages(
-    array(select a.id from unnest(v_ids, v_actions) with ordinality as a(id, action, n)
-           where a.action = 'defer' order by n),
-    array(select a.t from unnest(v_actions, v_not_before) with ordinality as a(action, t, n)
-           where a.action = 'defer' order by n),
-    array(select a.r from unnest(v_actions, v_reasons) with ordinality as a(action, r, n)
-           where a.action = 'defer' order by n),
-    array(select a.d from unnest(v_actions, v_details) with ordinality as a(action, d, n)
-           where a.action = 'defer' order by n));
-
-  perform public.end_messages(
-    array(select a.id from unnest(v_ids, v_actions) with ordinality as a(id, action, n)
-           where a.action in ('expire', 'cancel', 'fail') order by n),
-    array(select case a.action when 'expire' then 'expired' when 'fail' then 'failed' else 'cancelled' end
-            from unnest(v_actions) with ordinality as a(action, n)
-           where a.action in ('expire', 'cancel', 'fail') order by n),
-    array(select a.r from unnest(v_actions, v_reasons) with ordinality as a(action, r, n)
-           where a.action in ('expire', 'cancel', 'fail') order by n),
-    array(select a.d from unnest(v_actions, v_details) with ordinality as a(action, d, n)
-           where a.action in ('expire', 'cancel', 'fail') order by n));
+  perform public.defer_messages(v_defer_ids, v_defer_until, v_defer_reasons, v_defer_details);
+  perform public.end_messages(v_end_ids, v_end_statuses, v_end_reasons, v_end_details);
 
   return jsonb_build_object(
     'claim_token', v_token,
     'messages', v_messages,
-    'deferred', (select count(*) from unnest(v_actions) a where a = 'defer'),
-    'expired', (select count(*) from unnest(v_actions) a where a = 'expire'),
-    'cancelled', (select count(*) from unnest(v_actions) a where a = 'cancel'),
-    'failed', (select count(*) from unnest(v_actions) a where a = 'fail'),
+    'deferred', cardinality(v_defer_ids),
+    'expired', (select count(*) from unnest(v_end_statuses) s where s = 'expired'),
+    'cancelled', (select count(*) from unnest(v_end_statuses) s where s = 'cancelled'),
+    'failed', (select count(*) from unnest(v_end_statuses) s where s = 'failed'),
     'requeued', (v_rescued ->> 'requeued')::int,
     'unknown', (v_rescued ->> 'unknown')::int
   );
