@@ -1,7 +1,7 @@
 // The front door's errors: one shape for both transports, {code, message,
 // field}, with the HTTP status the agents function answers. Refusals by the
-// database (SQLSTATE 22023 invalid value, P0002 unknown id) become 400 and
-// 404 naming the tool's own field, never a 500.
+// database (SQLSTATE class 22, such as 22023 invalid value, and P0002 unknown
+// id) become 400 and 404 naming the tool's own field, never a 500.
 import type { z } from "zod";
 
 export type ErrorCode =
@@ -91,7 +91,8 @@ export function fromDatabase(err: unknown, ctx: DbErrorContext): never {
     const field = name ? (ctx.renames?.[name] ?? name) : undefined;
     return field && ctx.fields.includes(field) ? field : (ctx.fallback ?? null);
   };
-  if (code === "22023" || code === "22007" || code === "22008" || code === "23514") {
+  // Class 22 is every data exception: a refused value, a NUL byte, a value out of range.
+  if (typeof code === "string" && (code.startsWith("22") || code === "23514")) {
     throw new AgentError("invalid_input", message, named(/\bp_([a-z_]+)/.exec(message)?.[1]));
   }
   if (code === "P0002") {

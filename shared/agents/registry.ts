@@ -68,7 +68,8 @@ export async function callTool(
   let userId: string | null = null;
   try {
     const result = await authorisedCall(deps, principal, tool, rawInput, (id) => (userId = id));
-    await logCall(deps, principal, transport, tool, userId, "ok", null, started);
+    // The effect is committed: a log that cannot be written must not turn it into an error.
+    await logCall(deps, principal, transport, tool, userId, "ok", null, started).catch(logFailed);
     return result;
   } catch (err) {
     const agentError = err instanceof AgentError ? err : null;
@@ -81,7 +82,7 @@ export async function callTool(
       (agentError && OUTCOMES[agentError.code]) ?? "error",
       agentError?.code ?? "internal",
       started,
-    ).catch(() => {});
+    ).catch(logFailed);
     throw err;
   }
 }
@@ -203,6 +204,10 @@ async function idempotent<R>(
      where agent_id = ${principal.agentId} and user_id = ${userId} and tool = ${tool}
        and idempotency_key = ${key}`;
   return result;
+}
+
+function logFailed(err: unknown): void {
+  console.error("agents: could not log a call:", err instanceof Error ? err.message : String(err));
 }
 
 async function logCall(

@@ -6,7 +6,10 @@ import { z } from "zod";
 import { validateRRule } from "../time/rrule.ts";
 
 const instant = z.iso.datetime({ offset: true });
-const text = (max: number) => z.string().trim().min(1).max(max);
+// Postgres text cannot hold a NUL character: refused here, by name, rather than by the database.
+const noNul = (s: string) => !s.includes("\0");
+const text = (max: number) =>
+  z.string().trim().min(1).max(max).refine(noNul, "must not contain NUL characters");
 const userId = z.uuid().describe("The user, by id.");
 const idempotencyKey = z.string().min(1).max(100).regex(/^[\x21-\x7e]+$/, {
   message: "must be printable ASCII without spaces",
@@ -61,9 +64,10 @@ export const queueMessageInput = z.object({
     "After this instant the message is no longer worth sending and is dropped.",
   ),
   idempotency_key: idempotencyKey.optional(),
-  supersede_key: z.string().min(1).max(100).optional().describe(
-    "A newer message with the same key replaces this user's older queued ones.",
-  ),
+  supersede_key: z.string().min(1).max(100).refine(noNul, "must not contain NUL characters")
+    .optional().describe(
+      "A newer message with the same key replaces this user's older queued ones.",
+    ),
 }).strict().superRefine((v, ctx) => {
   if ((v.text === undefined) === (v.data === undefined)) {
     ctx.addIssue({ code: "custom", path: ["text"], message: "give exactly one of text and data" });

@@ -185,10 +185,12 @@ stackTest(
 );
 
 // Bad input on every tool ------------------------------------------------------------------
-const badInputs: [string, (u: string) => Record<string, unknown>, string][] = [
+const badInputs: [string, (u: string) => Record<string, unknown>, string | null][] = [
   ["queue_message", (u) => ({ user_id: u, text: "a", data: { a: 1 } }), "text"],
   ["queue_message", (u) => ({ user_id: u, text: "x".repeat(1601) }), "text"],
   ["queue_message", (u) => ({ user_id: u, text: "a", priority: "asap" }), "priority"],
+  ["queue_message", (u) => ({ user_id: u, text: "a\u0000b" }), "text"],
+  ["queue_message", (u) => ({ user_id: u, data: { a: "\u0000" } }), null],
   [
     "queue_message",
     (u) => ({ user_id: u, text: "a", expires_at: "2020-01-01T00:00:00Z" }),
@@ -250,16 +252,19 @@ const badInputs: [string, (u: string) => Record<string, unknown>, string][] = [
   ],
 ];
 
-for (const [tool, input, field] of badInputs) {
-  stackTest(`agents: ${tool} refuses bad ${field} with 400, writing nothing`, async () => {
-    const user = await createUser(db());
-    const { key } = await agentKey();
-    const before = await footprint(user.id);
-    const res = await postAgents(key, { tool, input: input(user.id) });
-    const expected = field === "scheduled_call_id" ? 404 : 400;
-    assert.equal(res.status, expected, JSON.stringify(res.body));
-    assert.equal(res.body.error.field, field, JSON.stringify(res.body));
-    assert.equal(typeof res.body.error.message, "string");
-    assert.deepEqual(await footprint(user.id), before);
-  });
+for (const [n, [tool, input, field]] of badInputs.entries()) {
+  stackTest(
+    `agents: ${tool} refuses bad ${field ?? "data (a NUL)"} with 400, writing nothing (#${n})`,
+    async () => {
+      const user = await createUser(db());
+      const { key } = await agentKey();
+      const before = await footprint(user.id);
+      const res = await postAgents(key, { tool, input: input(user.id) });
+      const expected = field === "scheduled_call_id" ? 404 : 400;
+      assert.equal(res.status, expected, JSON.stringify(res.body));
+      assert.equal(res.body.error.field, field, JSON.stringify(res.body));
+      assert.equal(typeof res.body.error.message, "string");
+      assert.deepEqual(await footprint(user.id), before);
+    },
+  );
 }

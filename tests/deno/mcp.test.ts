@@ -49,7 +49,7 @@ stackTest(
       assert.ok(queue.outputSchema?.properties?.message_id);
       for (const tool of tools) {
         assert.ok(
-          (tool.description ?? "").length > 40,
+          (tool.description ?? "").length >= 20,
           `${tool.name} is described for a model`,
         );
         assert.equal(tool.inputSchema.type, "object");
