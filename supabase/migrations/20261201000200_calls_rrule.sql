@@ -26,7 +26,9 @@
 --     the occurrences schedule_call made, and complete_call_dispatch for those it makes.
 --   - schedule_call, cancel_scheduled_call, skip_scheduled_call and complete_call_dispatch take
 --     the same per-user lock (lock_user_calls), so the daily cap holds and a series being
---     cancelled never gains an occurrence meanwhile.
+--     cancelled never gains an occurrence meanwhile. Always row locks first, then that lock
+--     (callers such as the analysis and agent tools lock the call's row before skipping or
+--     cancelling), so no two of them wait on each other.
 
 -- Limits ----------------------------------------------------------------------------------
 -- How often a user's phone may ring because of scheduled calls: the most calls in one local day
@@ -75,8 +77,8 @@ declare
   v_eq integer;
   v_name text;
   v_value text;
-  v_names text[] := '{}';
-  v_parts jsonb := '{}';
+  v_names text[] := '{}'::text[];
+  v_parts jsonb := '{}'::jsonb;
   v_freq text;
   v_item text;
   v_items text[];
@@ -450,6 +452,11 @@ declare
 begin
   v_call := public.checked_call(p_call_id, p_reason);
   v_series := coalesce(v_call.recurrence_of, v_call.id);
+  -- Waits for a dispatch being recorded; what it adds is seen by the statements after this one.
+  perform 1 from public.scheduled_calls
+   where (id = v_series or recurrence_of = v_series)
+     and (status = 'pending' or (status = 'completed' and dispatched_at is null))
+     for update;
   perform public.lock_user_calls(v_call.user_id);
   update public.scheduled_calls
      set status = 'cancelled', cancel_reason = p_reason, cancel_scope = 'series',
@@ -484,8 +491,8 @@ declare
   v_call public.scheduled_calls;
 begin
   v_call := public.checked_call(p_call_id, p_reason);
+  select * into v_call from public.scheduled_calls where id = p_call_id for update;
   perform public.lock_user_calls(v_call.user_id);
-  select * into v_call from public.scheduled_calls where id = p_call_id;
   if v_call.status = 'cancelled' and v_call.cancel_scope = 'occurrence' then
     return (select id from public.scheduled_calls
              where user_id = v_call.user_id
@@ -629,14 +636,6 @@ begin
       using errcode = '22023';
   end if;
 
-  -- Users in a fixed order, before any row lock (as schedule_call, cancel and skip take them).
-  perform public.lock_user_calls(u.user_id) from (
-    select distinct c.user_id from public.scheduled_calls c
-     where c.claim_token = p_claim_token
-       and c.id in (select (x ->> 'id')::uuid from jsonb_array_elements(p_results) x)
-     order by c.user_id
-  ) u;
-
   with r as (
     select distinct on ((x ->> 'id')::uuid)
            (x ->> 'id')::uuid as id, x ->> 'outcome' as outcome, left(x ->> 'error', 1000) as error,
@@ -675,12 +674,19 @@ begin
            claim_token = case when mine.new_status = 'pending' then null else c.claim_token end
       from mine
      where c.id = mine.id
-    returning c.id, c.rrule, c.scheduled_for, mine.new_status, mine.x
+    returning c.id, c.user_id, c.rrule, c.scheduled_for, mine.new_status, mine.x
   )
   select coalesce(jsonb_agg(jsonb_build_object(
-           'id', id, 'recurring', rrule is not null, 'scheduled_for', scheduled_for,
-           'new_status', new_status, 'x', x) order by id), '[]')
+           'id', id, 'user_id', user_id, 'recurring', rrule is not null,
+           'scheduled_for', scheduled_for, 'new_status', new_status, 'x', x) order by id), '[]')
     into v_updated from updated;
+
+  -- The rows are locked; now their users, in a fixed order, for the next occurrences.
+  perform public.lock_user_calls(u.user_id) from (
+    select distinct (u ->> 'user_id')::uuid as user_id from jsonb_array_elements(v_updated) u
+     where (u ->> 'recurring')::boolean and u ->> 'new_status' <> 'pending'
+     order by 1
+  ) u;
 
   for v_done in
     select (u ->> 'id')::uuid as id, (u -> 'x' ->> 'next_occurrence')::timestamptz as next_at,
