@@ -4,6 +4,7 @@
 // error that names it rather than something silently ignored.
 import { z } from "zod";
 import { validateRRule } from "../time/rrule.ts";
+import { ROUTINE_TOOL_DESCRIPTIONS, ROUTINE_TOOL_SCHEMAS } from "../routines/agent_schemas.ts";
 
 const instant = z.iso.datetime({ offset: true });
 // Postgres text cannot hold a NUL character: refused here, by name, rather than by the database.
@@ -323,6 +324,7 @@ export const TOOL_SCHEMAS = {
     input: setContactPreferencesInput,
     output: setContactPreferencesOutput,
   },
+  ...ROUTINE_TOOL_SCHEMAS,
 } as const;
 
 export type ToolName = keyof typeof TOOL_SCHEMAS;
@@ -359,4 +361,5 @@ export const TOOL_DESCRIPTIONS: Record<ToolName, string> = {
   set_contact_preferences:
     "Set the user's quiet hours (local HH:MM start and end; 6 to 16 hours long), when the user " +
     "asked for it. Preferred contact hours are not supported yet.",
+  ...ROUTINE_TOOL_DESCRIPTIONS,
 };

@@ -7,6 +7,7 @@ import { consolidate, normaliseKey, readInsights, writeInsights } from "../analy
 import { boundContext, clip, type UserContext } from "./context.ts";
 import { AgentError } from "./errors.ts";
 import type { ParsedInput, ToolName, ToolOutput } from "./schemas.ts";
+import { ROUTINE_TOOLS } from "../routines/agent_tools.ts";
 
 /** The registry's transaction. */
 export type Tx = postgres.TransactionSql;
@@ -334,6 +335,7 @@ export const TOOLS: { [T in ToolName]: ToolImpl<T> } = {
       return { user_id: i.user_id, ...stored };
     },
   },
+  ...ROUTINE_TOOLS,
 };
 
 async function requireUser(tx: Tx, userId: string): Promise<void> {
