@@ -1,7 +1,8 @@
 // The call half of process-queue (SPEC section 7): claim due calls through SQL,
 // hand each to the voice system, record the outcomes. Every state change is
-// made by claim_due_calls and complete_call_dispatch; this loop only does the
-// I/O; the RRULE arithmetic that SQL cannot do is in recurrence.ts.
+// made in SQL (claim_due_calls, complete_call_dispatch, record_next_occurrences);
+// this loop only does the I/O, and the RRULE arithmetic SQL cannot do comes from
+// recurrence.ts.
 import { z } from "zod";
 import type { Sql } from "../db.ts";
 import { mapLimit } from "../concurrency.ts";
