@@ -9,7 +9,7 @@ import {
   voiceConfigFromEnv,
 } from "../../shared/calls/dispatch.ts";
 import { CALL_LIMITS } from "../../shared/time/rrule.ts";
-import { createUser, db, recordingServer, stackTest } from "./helpers.ts";
+import { createUser, db, recordingServer, stackTest, waitFor } from "./helpers.ts";
 import { loadRRuleCorpus, mismatch } from "./rrule_corpus.ts";
 
 const sql = () => db();
@@ -469,3 +469,45 @@ stackTest(
     );
   },
 );
+
+// Regression (issue 8): on 8976604 a cancel naming an occurrence that had just been dispatched
+// returned false and the series went on.
+stackTest("a cancel racing the record of a dispatch still ends the series", async () => {
+  const user = await createUser(sql(), { timezone: "Europe/Chisinau" });
+  const id = await dueCall(user.id, { rrule: "FREQ=DAILY" });
+  const [{ claim }] = await sql()<{ claim: { claim_token: string } }[]>`
+    select public.claim_due_calls(10, 60) as claim`;
+  const recorder = await sql().reserve();
+  try {
+    await recorder`begin`;
+    await recorder`select public.complete_call_dispatch(${claim.claim_token}, ${
+      JSON.stringify([{
+        id,
+        outcome: "dispatched",
+        next_occurrence: new Date(Date.now() + 25 * 3_600_000).toISOString(),
+      }])
+    }::text::jsonb)`;
+    // The cancel (sent now, not when awaited) waits for the recording transaction's locks.
+    const cancelling = sql()<{ cancelled: boolean }[]>`
+      select public.cancel_scheduled_call(${id}, 'stop calling') as cancelled`.execute();
+    await waitFor("the cancel to wait for the dispatch being recorded", async () => {
+      const [{ waiting }] = await sql()<{ waiting: boolean }[]>`
+        select exists (select 1 from pg_stat_activity
+                        where query like '%cancel_scheduled_call(%' and wait_event_type = 'Lock'
+                          and pid <> pg_backend_pid()) as waiting`;
+      return waiting;
+    });
+    await recorder`commit`;
+    const [{ cancelled }] = await cancelling;
+    assert.equal(cancelled, true, "the occurrence the dispatch added is the one cancelled");
+  } finally {
+    recorder.release();
+  }
+  const rows = await sql()<{ status: string; first: boolean }[]>`
+    select status, id = ${id} as first from public.scheduled_calls
+     where id = ${id} or recurrence_of = ${id} order by scheduled_for`;
+  assert.deepEqual([...rows], [
+    { status: "dispatched", first: true },
+    { status: "cancelled", first: false },
+  ]);
+});
