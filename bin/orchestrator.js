@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npx orchestrator`: runs the operator CLI (cli/main.ts) with the Deno that
-// npm installed, so nothing needs building. Ctrl-C reaches Deno, which stops
-// cleanly; its exit code is ours.
+// npm installed, so nothing needs building. Ctrl-C (and a SIGINT sent to this
+// process alone) reaches Deno, which stops cleanly; its exit code is ours.
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,7 +21,7 @@ const child = spawn(
   ],
   { stdio: "inherit" },
 );
-process.on("SIGINT", () => {});
+process.on("SIGINT", () => child.kill("SIGINT"));
 process.on("SIGTERM", () => child.kill("SIGTERM"));
 child.on("error", (err) => {
   console.error(`orchestrator: cannot start Deno (${err.message}); run npm install first`);

@@ -348,9 +348,10 @@ select e.message_id, e.user_id, e.at, public.operator_local(e.at, u.timezone) as
   from (
     select m.id as message_id, m.user_id, m.created_at as at, 0 as seq, 'queued' as state,
            m.priority as reason,
-           format('by %s, scheduled for %s', m.agent_id, m.scheduled_for) as detail,
+           format('by %s, scheduled for %s', m.agent_id, public.operator_local(m.scheduled_for, w.timezone))
+             as detail,
            null::timestamptz as next_eligible_at, null::text as twilio_sid
-      from public.message_queue m
+      from public.message_queue m join public.users w on w.id = m.user_id
     union all
     select d.message_id, d.user_id, d.created_at, 1, d.kind, d.reason, d.detail, d.next_eligible_at, null
       from public.delivery_events d where d.message_id is not null
