@@ -448,6 +448,83 @@ async function fastLane(users: string[]) {
   };
 }
 
+const ROUTINE_USERS = 10_000;
+const ROUTINE_BUDGET_MS = 600_000;
+
+/**
+ * Routines: 10,000 users each with a morning_plan (context.read, claude.generate on the scripted
+ * model at 0 ms, sms.queue), all due at the same minute, run by the per-minute run-routines job
+ * as in production. Throughput is finished runs over the time from the first start to the last
+ * finish; lag is each run's start after its occurrence.
+ */
+async function routinesThroughput() {
+  const setRoutineCron = (active: boolean) =>
+    sql`update cron.job set active = ${active} where jobname = 'run-routines'`;
+  await setRoutineCron(false);
+  progress(`enabling morning_plan for ${ROUTINE_USERS} users`);
+  await sql.unsafe(`
+    with made as (
+      insert into public.users (phone_number, quiet_hours_start, quiet_hours_end,
+                                daily_message_limit, hourly_message_limit)
+      select ${fictionalPhone(701, "i")}, '00:00', '00:00', 1000, 1000
+        from generate_series(0, ${ROUTINE_USERS - 1}) as i
+      returning id
+    )
+    select public.enable_builtin_routine(id, 'morning_plan') from made`);
+  // Every plan's occurrence is the next whole minute, when pg_cron next calls run-routines.
+  const [{ at }] = await sql<{ at: Date }[]>`
+    update public.routines
+       set series_start = now() - interval '1 day', next_run_known = true,
+           next_run_at = date_trunc('minute', now()) + interval '1 minute'
+     where template = 'morning_plan'
+    returning next_run_at as at`;
+  await sql`analyze public.routines`;
+  await setRoutineCron(true);
+  progress(`waiting for ${ROUTINE_USERS} runs due at ${at.toISOString()}`);
+  const deadline = Date.now() + ROUTINE_BUDGET_MS;
+  let finished = 0;
+  while (Date.now() < deadline) {
+    [{ finished }] = await sql<{ finished: number }[]>`
+      select count(*)::int as finished from public.routine_runs r
+        join public.routines t on t.id = r.routine_id
+       where t.template = 'morning_plan' and r.status in ('succeeded', 'failed')`;
+    if (finished >= ROUTINE_USERS) break;
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+  await setRoutineCron(false);
+  const [stats] = await sql<
+    {
+      runs: number;
+      succeeded: number;
+      span_s: number;
+      lags: number[];
+      queued: number;
+    }[]
+  >`
+    select count(*)::int as runs,
+           count(*) filter (where r.status = 'succeeded')::int as succeeded,
+           extract(epoch from max(r.finished_at) - min(r.started_at))::float8 as span_s,
+           array_agg(extract(epoch from r.started_at - r.occurrence)::float8
+                     order by r.started_at - r.occurrence) as lags,
+           (select count(*)::int from public.message_queue m
+             where m.agent_id like 'agent:routine:%') as queued
+      from public.routine_runs r join public.routines t on t.id = r.routine_id
+     where t.template = 'morning_plan' and r.started_at is not null`;
+  const lags = stats.lags ?? [];
+  return {
+    users_with_morning_plan: ROUTINE_USERS,
+    runs_started: stats.runs,
+    runs_succeeded: stats.succeeded,
+    messages_queued: stats.queued,
+    capped_by_time_budget: finished < ROUTINE_USERS,
+    span_s: round(stats.span_s),
+    runs_per_s: round(stats.succeeded / stats.span_s),
+    lag_p50_s: round(percentile(lags, 50)),
+    lag_p95_s: round(percentile(lags, 95)),
+    lag_max_s: round(lags.at(-1) ?? NaN),
+  };
+}
+
 try {
   // The cron job would compete with the timed runs; the figures are for ours alone,
   // but for the fast lane's, which is measured with the cron running.
@@ -462,6 +539,7 @@ try {
   const usersInsert = await insertUsers();
   const userUpdate = await updateUserLatency(users);
   const backlog = await claimUnderBacklog();
+  const routines = await routinesThroughput();
   console.log(JSON.stringify(
     {
       machine: { cores: navigator.hardwareConcurrency },
@@ -474,6 +552,7 @@ try {
       user_update: userUpdate,
       claim_backlog: backlog,
       fast_lane: fast,
+      routines,
     },
     null,
     2,
