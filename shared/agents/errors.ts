@@ -13,6 +13,7 @@ export type ErrorCode =
   | "conflict"
   | "not_ready"
   | "rate_limited"
+  | "limit_exceeded"
   | "method_not_allowed"
   | "payload_too_large"
   | "internal";
@@ -26,6 +27,7 @@ const STATUS: Record<ErrorCode, number> = {
   conflict: 409,
   not_ready: 409,
   rate_limited: 429,
+  limit_exceeded: 429,
   method_not_allowed: 405,
   payload_too_large: 413,
   internal: 500,
@@ -44,6 +46,8 @@ export class AgentError extends Error {
     message: string,
     readonly field: string | null = null,
     readonly retryAfterSeconds?: number,
+    /** For limit_exceeded: which limit (enqueue_message's constraint name). */
+    readonly limit?: string,
   ) {
     super(message);
   }
@@ -99,6 +103,11 @@ export function fromDatabase(err: unknown, ctx: DbErrorContext): never {
     const kind = UNKNOWN_ID.exec(message)?.[1] ?? "";
     const field = (ID_FIELDS[kind] ?? []).find((f) => ctx.fields.includes(f)) ?? null;
     throw new AgentError("not_found", message, field);
+  }
+  if (code === "54000") {
+    // A delivery limit: the user's queue is full, or this agent's day for the user is spent.
+    const limit = (err as { constraint_name?: string }).constraint_name;
+    throw new AgentError("limit_exceeded", message, null, undefined, limit);
   }
   if (code === "55000") {
     // A state the product reaches on its own shortly (say, the next occurrence of a new series).

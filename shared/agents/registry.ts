@@ -54,6 +54,7 @@ const OUTCOMES: Partial<Record<AgentError["code"], string>> = {
   unknown_tool: "not_found",
   conflict: "conflict",
   not_ready: "conflict",
+  limit_exceeded: "limited",
 };
 
 /** Runs one tool call for a principal; throws an AgentError for anything the caller did wrong. */
@@ -73,6 +74,10 @@ export async function callTool(
     return result;
   } catch (err) {
     const agentError = err instanceof AgentError ? err : null;
+    if (agentError?.code === "limit_exceeded" && userId) {
+      // The refusal rolled back with the call's transaction: on record here, apart from it.
+      await recordRefusal(deps, principal, userId, agentError).catch(logFailed);
+    }
     await logCall(
       deps,
       principal,
@@ -204,6 +209,17 @@ async function idempotent<R>(
      where agent_id = ${principal.agentId} and user_id = ${userId} and tool = ${tool}
        and idempotency_key = ${key}`;
   return result;
+}
+
+async function recordRefusal(
+  deps: RegistryDeps,
+  principal: Principal,
+  userId: string,
+  err: AgentError,
+): Promise<void> {
+  await deps.sql`
+    select public.record_enqueue_refusal(${userId}, ${`agent:${principal.agentId}`},
+                                         ${err.limit ?? "limit"}, ${err.message})`;
 }
 
 function logFailed(err: unknown): void {

@@ -294,12 +294,32 @@ export const setContactPreferencesInput = z.object({
   user_id: userId,
   quiet_hours_start: hhmm.optional().describe("Local time quiet hours begin, HH:MM."),
   quiet_hours_end: hhmm.optional().describe("Local time quiet hours end, HH:MM."),
+  preferred_hours_start: hhmm.nullable().optional().describe(
+    "Local time from which the user likes texts that can wait (can_delay), HH:MM; null with " +
+      "preferred_hours_end null forgets the preference.",
+  ),
+  preferred_hours_end: hhmm.nullable().optional().describe(
+    "Local time until which they like them, HH:MM; at least an hour after the start.",
+  ),
 }).strict().superRefine((v, ctx) => {
-  if (v.quiet_hours_start === undefined && v.quiet_hours_end === undefined) {
+  const quiet = v.quiet_hours_start !== undefined || v.quiet_hours_end !== undefined;
+  const preferred = v.preferred_hours_start !== undefined || v.preferred_hours_end !== undefined;
+  if (!quiet && !preferred) {
     ctx.addIssue({
       code: "custom",
       path: ["quiet_hours_start"],
-      message: "give quiet_hours_start, quiet_hours_end or both",
+      message: "give quiet hours, preferred hours or both",
+    });
+  }
+  if (
+    preferred && (v.preferred_hours_start === undefined) !== (v.preferred_hours_end === undefined)
+  ) {
+    ctx.addIssue({
+      code: "custom",
+      path: [
+        v.preferred_hours_start === undefined ? "preferred_hours_start" : "preferred_hours_end",
+      ],
+      message: "preferred hours take both ends (both null forgets them)",
     });
   }
 });
@@ -308,6 +328,8 @@ export const setContactPreferencesOutput = z.object({
   user_id: z.uuid(),
   quiet_hours_start: z.string(),
   quiet_hours_end: z.string(),
+  preferred_hours_start: z.string().nullable(),
+  preferred_hours_end: z.string().nullable(),
 });
 
 // The registry's table of schemas and descriptions ---------------------------------------------------
@@ -359,7 +381,8 @@ export const TOOL_DESCRIPTIONS: Record<ToolName, string> = {
   remember: "Add, refresh or retire durable facts about the user (preferences, routines, goals, " +
     "people). Facts are merged by key, never duplicated, and recorded as coming from you.",
   set_contact_preferences:
-    "Set the user's quiet hours (local HH:MM start and end; 6 to 16 hours long), when the user " +
-    "asked for it. Preferred contact hours are not supported yet.",
+    "Set the user's quiet hours (local HH:MM start and end; 6 to 16 hours long) and/or their " +
+    "preferred hours for texts that can wait (at least an hour; null for both forgets them), " +
+    "when the user asked for it. Urgent messages and can_delay = false ignore preferred hours.",
   ...ROUTINE_TOOL_DESCRIPTIONS,
 };

@@ -328,11 +328,24 @@ export const TOOLS: { [T in ToolName]: ToolImpl<T> } = {
     renames: { start: "quiet_hours_start", end: "quiet_hours_end" },
     fallbackField: "quiet_hours_start",
     async run({ tx }, i) {
-      const stored = await one<{ quiet_hours_start: string; quiet_hours_end: string }>(tx`
-        select public.set_quiet_hours(
+      if (i.quiet_hours_start !== undefined || i.quiet_hours_end !== undefined) {
+        await tx`select public.set_quiet_hours(
           p_user_id := ${i.user_id}, p_start := ${i.quiet_hours_start ?? null}::time,
-          p_end := ${i.quiet_hours_end ?? null}::time) as r`);
-      return { user_id: i.user_id, ...stored };
+          p_end := ${i.quiet_hours_end ?? null}::time)`;
+      }
+      if (i.preferred_hours_start !== undefined) {
+        await tx`select public.set_preferred_hours(
+          p_user_id := ${i.user_id}, p_start := ${i.preferred_hours_start}::time,
+          p_end := ${i.preferred_hours_end ?? null}::time)`;
+      }
+      return await one(tx`
+        select jsonb_build_object(
+          'user_id', id,
+          'quiet_hours_start', to_char(quiet_hours_start, 'HH24:MI'),
+          'quiet_hours_end', to_char(quiet_hours_end, 'HH24:MI'),
+          'preferred_hours_start', to_char(preferred_hours_start, 'HH24:MI'),
+          'preferred_hours_end', to_char(preferred_hours_end, 'HH24:MI')) as r
+          from public.users where id = ${i.user_id}`);
     },
   },
   ...ROUTINE_TOOLS,

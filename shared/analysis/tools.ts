@@ -41,7 +41,7 @@ export const scheduleCallInput = z.object({
     "What the voice assistant should cover on the call.",
   ),
   rrule: rrule.optional().describe(
-    "For a recurring call, an RFC 5545 RRULE (FREQ=DAILY, WEEKLY or MONTHLY) evaluated in " +
+    "For a recurring call, an RFC 5545 RRULE (FREQ=DAILY, WEEKLY, MONTHLY or YEARLY) evaluated in " +
       "the user's time zone, starting at scheduled_for.",
   ),
 }).strict();

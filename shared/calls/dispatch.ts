@@ -8,7 +8,7 @@ import type { Sql } from "../db.ts";
 import { mapLimit } from "../concurrency.ts";
 import { markUntrusted } from "../analysis/untrusted.ts";
 import { backoffMs, type BackoffPolicy } from "../delivery/backoff.ts";
-import { type NextOccurrences, occurrencesAfterDispatch, planRecurrences } from "./recurrence.ts";
+import { type NextOccurrences, occurrencesAfterDispatch } from "./recurrence.ts";
 
 // A call placed much later than asked is of little use: retries stay within
 // minutes (complete_call_dispatch gives up after 5 attempts).
@@ -136,9 +136,6 @@ export async function dispatchDueCalls(
   // requests running into the timeout, plus time to record the outcomes.
   const rounds = Math.ceil(opts.batchSize / opts.concurrency);
   const leaseSeconds = Math.min(3600, Math.ceil((rounds * opts.timeoutMs) / 1000) + 30);
-  // Before claiming: skip_scheduled_call needs the next occurrence of what schedule_call made.
-  const planned = await planRecurrences(deps, opts.batchSize);
-  if (planned > 0) deps.log("next occurrences of new call series computed", { planned });
   while (deps.now() < opts.deadline) {
     const [{ claim }] = await deps.sql<{ claim: unknown }[]>`
       select public.claim_due_calls(${opts.batchSize}, ${leaseSeconds}) as claim`;

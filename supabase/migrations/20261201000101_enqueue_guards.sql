@@ -190,14 +190,14 @@ begin
   end if;
   if v_opted_out is null and public.queued_count(p_user_id, v_max_queued) >= v_max_queued then
     raise exception 'user % already has % queued messages, the most one user may hold', p_user_id, v_max_queued
-      using errcode = '54000',
+      using errcode = '54000', constraint = 'user_queue_cap',
             hint = 'wait for the queue to drain, or raise max_queued_per_user in orchestrator_settings';
   end if;
   v_agent_limit := public.agent_daily_limit(p_agent_id);
   if public.agent_messages_today(p_user_id, p_agent_id, v_tz) >= v_agent_limit then
     raise exception 'agent % already queued % messages for user % today, its daily limit',
       p_agent_id, v_agent_limit, p_user_id
-      using errcode = '54000',
+      using errcode = '54000', constraint = 'agent_daily_cap',
             hint = 'a runaway agent? raise it in agent_message_limits if this is intended';
   end if;
 

@@ -51,7 +51,7 @@ create table public.agent_calls (
   tool text not null constraint agent_calls_tool check (length(tool) between 1 and 64),
   user_id uuid references public.users (id) on delete set null,
   outcome text not null constraint agent_calls_outcome check (
-    outcome in ('ok', 'invalid_input', 'forbidden', 'not_found', 'conflict', 'error')
+    outcome in ('ok', 'invalid_input', 'forbidden', 'not_found', 'conflict', 'limited', 'error')
   ),
   error_code text,
   duration_ms integer not null,

@@ -333,6 +333,8 @@ stackTest("agents: set_contact_preferences sets quiet hours within bounds", asyn
     user_id: user.id,
     quiet_hours_start: "21:30",
     quiet_hours_end: "07:15",
+    preferred_hours_start: null,
+    preferred_hours_end: null,
   });
   const off = await postAgents(key, {
     tool: "set_contact_preferences",

@@ -59,3 +59,29 @@ stackTest("agents: past the daily budget it waits for the next local day", async
   assert.equal(ctx.body.data.budget.left_today, 0);
   assert.equal(ctx.body.data.queued_messages.length, 1);
 });
+
+stackTest(
+  "agents: past its daily cap for a user an agent gets 429, and the refusal is on record",
+  async () => {
+    const sql = db();
+    const user = await deliveryUser(sql);
+    const { agentId, key } = await agentKey();
+    await sql`insert into public.agent_message_limits (agent_id, daily_messages_per_user)
+            values (${`agent:${agentId}`}, 1)`;
+    await queue(key, user.id, "the one a day");
+    const refused = await postAgents(key, {
+      tool: "queue_message",
+      input: { user_id: user.id, text: "one more" },
+    });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.body.error.code, "limit_exceeded");
+    const [{ queued }] = await sql`select count(*)::int as queued from public.message_queue
+                                  where user_id = ${user.id}`;
+    assert.equal(queued, 1, "nothing more was written");
+    const events = await sql`select kind, reason, agent_id from public.delivery_events
+                            where user_id = ${user.id} and kind = 'refused'`;
+    assert.deepEqual(events.map((e) => [e.kind, e.reason, e.agent_id]), [
+      ["refused", "agent_daily_cap", `agent:${agentId}`],
+    ]);
+  },
+);

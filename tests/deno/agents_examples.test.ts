@@ -2,7 +2,7 @@
 // docs is known to work. Placeholders ({{user_id}} and the like) are filled with
 // a fresh user, message and call per example.
 import assert from "node:assert/strict";
-import { createUser, db, stackTest } from "./helpers.ts";
+import { createUser, db, stackTest, waitFor } from "./helpers.ts";
 import { agentKey, postAgents } from "./agents_helpers.ts";
 
 interface Example {
@@ -72,6 +72,13 @@ for (const name of names) {
       userIds: example.key?.users,
       requestsPerMinute: example.key?.requests_per_minute,
     })).key;
+    if (example.key?.requests_per_minute !== undefined) {
+      // The rate window is the current minute: setup and request must share one.
+      await waitFor(
+        "a minute with time left in it",
+        () => Promise.resolve(new Date().getUTCSeconds() < 50),
+      );
+    }
     for (const step of example.setup ?? []) {
       assert.equal((await postAgents(key, step)).status, 200, "setup");
     }

@@ -9,6 +9,7 @@ import {
   voiceConfigFromEnv,
 } from "../../shared/calls/dispatch.ts";
 import { CALL_LIMITS } from "../../shared/time/rrule.ts";
+import { planRecurrences } from "../../shared/calls/recurrence.ts";
 import { createUser, db, recordingServer, stackTest, waitFor } from "./helpers.ts";
 import { loadRRuleCorpus, mismatch } from "./rrule_corpus.ts";
 
@@ -17,9 +18,14 @@ const VOICE_SECRET = "voice-dispatch-secret-for-tests";
 
 type Server = ReturnType<typeof recordingServer>;
 
-function dispatch(server: Server, over: Partial<CallDispatchDeps & CallDispatchOptions> = {}) {
+/** What one process-queue run does for calls: plan new series, then dispatch what is due. */
+async function dispatch(
+  server: Server,
+  over: Partial<CallDispatchDeps & CallDispatchOptions> = {},
+) {
   const { deadline, batchSize, concurrency, timeoutMs, ...deps } = over;
-  return dispatchDueCalls({
+  await planRecurrences({ sql: sql(), log: () => {} }, batchSize ?? 10);
+  return await dispatchDueCalls({
     sql: sql(),
     fetch,
     voiceUrl: `${server.url}/calls`,

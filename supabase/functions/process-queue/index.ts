@@ -30,6 +30,7 @@ Deno.serve(createProcessQueueHandler({
     runProcessQueue({
       sql,
       now: () => Date.now(),
+      log: (message, fields) => logInfo("process-queue", message, fields),
       concurrency: 16,
       leaseSeconds: 120,
       calls: voice

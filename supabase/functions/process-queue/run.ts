@@ -7,6 +7,7 @@ import {
   type ReconcileSummary,
   reconcileUnknownMessages,
 } from "../../../shared/delivery/reconcile.ts";
+import { planRecurrences } from "../../../shared/calls/recurrence.ts";
 import {
   type CallDispatchDeps,
   type CallDispatchSummary,
@@ -52,6 +53,7 @@ export interface RunDeps {
     | (Omit<ReconcileDeps, "sql" | "now"> & { afterSeconds: number })
     | null;
   now: () => number;
+  log: (message: string, fields?: Record<string, unknown>) => void;
   concurrency: number;
   leaseSeconds: number;
 }
@@ -93,6 +95,10 @@ async function runOnce(deps: RunDeps, req: RunRequest): Promise<RunSummary> {
   try {
     // Analyses whose webhook was lost or failed go out again (cheap: SQL only).
     const analyses = await redispatchAnalysisJobs(deps.sql);
+    // Whether or not calls are dispatched here: skip_scheduled_call needs the next
+    // occurrence of each series schedule_call made.
+    const planned = await planRecurrences({ sql: deps.sql, log: deps.log }, 20);
+    if (planned > 0) deps.log("next occurrences of new call series computed", { planned });
     // Calls first: there are few, and a late call matters more than a late text.
     const calls = deps.calls
       ? await dispatchDueCalls(
