@@ -601,7 +601,7 @@ create or replace function public.export_user(p_user_id uuid) returns jsonb
 language plpgsql stable security definer set search_path = '' as $$
 declare
   v_user public.users;
-  v_tables jsonb := '{}';
+  v_tables jsonb := '{}'::jsonb;
   v_t record;
 begin
   select * into v_user from public.users where id = p_user_id;
@@ -633,7 +633,7 @@ declare
   v_phone text;
   v_t record;
   v_n integer;
-  v_deleted jsonb := '{}';
+  v_deleted jsonb := '{}'::jsonb;
 begin
   select phone_number into v_phone from public.users where id = p_user_id for update;
   if not found then
