@@ -236,27 +236,23 @@ export async function runRoutines(
   };
   await deps.sql`
     select public.sync_routine_http_origins(${[...deps.http.allowlist]}::text[])`;
+  // Claims first: a run already due should not wait for next occurrences to be computed.
   while (deps.now() < deadline) {
-    const planned = await planRoutines(deps, opts.batchSize * 5);
-    summary.planned += planned;
     const [{ runs }] = await deps.sql<{ runs: unknown }[]>`
       select public.claim_routine_runs(${opts.batchSize}, ${opts.leaseSeconds}) as runs`;
     const claimed = z.array(claimedRun).parse(runs);
-    if (claimed.length === 0 && planned === 0) break;
     summary.claimed += claimed.length;
-    const outcomes = await mapLimit(
-      claimed,
-      opts.concurrency,
-      (run) =>
-        executeRun(deps, opts, run, deadline).catch((err) => {
-          // A lost connection or a bug: the lease lapses and the next tick resumes the run.
-          deps.log("routine run interrupted", { run_id: run.run_id, error: String(err) });
-          return "lost" as const;
-        }),
-    );
+    const outcomes = await mapLimit(claimed, opts.concurrency, (run) =>
+      executeRun(deps, opts, run, deadline).catch((err) => {
+        // A lost connection or a bug: the lease lapses and the next tick resumes the run.
+        deps.log("routine run interrupted", { run_id: run.run_id, error: String(err) });
+        return "lost" as const;
+      }));
     for (const outcome of outcomes) summary[outcome]++;
+    // The routines whose occurrences were just made into runs, and new ones, learn their next.
+    const planned = await planRoutines(deps, opts.batchSize);
+    summary.planned += planned;
+    if (claimed.length === 0 && planned === 0) break;
   }
-  // Routines whose occurrence this tick made a run of (or skipped) learn their next one now.
-  summary.planned += await planRoutines(deps, opts.batchSize * 5);
   return summary;
 }

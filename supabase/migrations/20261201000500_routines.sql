@@ -873,21 +873,9 @@ begin
    limit p_limit
   on conflict (routine_id, occurrence_key) do nothing;
 
-  -- Runs not begun whose routine was paused or snoozed since, or whose commitment was settled.
-  update public.routine_runs x
-     set status = 'skipped', finished_at = now(),
-         reason = case when r.status = 'paused' then 'the routine is paused'
-                       else 'the routine is snoozed until ' || public.occurrence_text(r.snoozed_until) end
-    from public.routines r
-   where r.id = x.routine_id and x.status = 'running' and not x.manual and x.steps = '{}'
-     and (x.lease_until is null or x.lease_until < now())
-     and (r.status = 'paused' or r.snoozed_until > x.occurrence);
-  update public.routine_runs x
-     set status = 'skipped', finished_at = now(), reason = 'the commitment is ' || c.status
-    from public.commitments c
-   where x.status = 'running' and x.trigger ? 'commitment' and x.steps = '{}'
-     and c.id = (x.trigger -> 'commitment' ->> 'id')::uuid and c.status <> 'open';
-
+  -- Due runs, leased, but for those not begun whose routine was paused or snoozed since, or whose
+  -- commitment was settled: those are skipped with the reason. Only the runs picked are looked
+  -- at, so a claim costs the same however many runs wait.
   with picked as (
     select x.id from public.routine_runs x
      where x.status = 'running' and x.next_attempt_at <= now()
@@ -895,6 +883,24 @@ begin
      order by x.next_attempt_at, x.occurrence
      limit p_limit
        for update skip locked
+  ), reasons as (
+    select y.id,
+           case when c.status is not null and c.status <> 'open' then 'the commitment is ' || c.status
+                when not y.manual and r.status = 'paused' then 'the routine is paused'
+                when not y.manual and r.snoozed_until > y.occurrence
+                  then 'the routine is snoozed until ' || public.occurrence_text(r.snoozed_until)
+           end as reason
+      from picked p
+      join public.routine_runs y on y.id = p.id
+      join public.routines r on r.id = y.routine_id
+      left join public.commitments c on c.id = (y.trigger -> 'commitment' ->> 'id')::uuid
+     where y.steps = '{}'
+  ), skipped as (
+    update public.routine_runs x
+       set status = 'skipped', finished_at = now(), reason = s.reason
+      from reasons s
+     where x.id = s.id and s.reason is not null
+    returning x.id
   ), leased as (
     update public.routine_runs x
        set lease_token = gen_random_uuid(),
@@ -902,7 +908,7 @@ begin
            started_at = coalesce(x.started_at, pg_catalog.clock_timestamp()),
            claims = x.claims + 1
       from picked
-     where x.id = picked.id
+     where x.id = picked.id and x.id not in (select id from skipped)
     returning x.*
   )
   select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
