@@ -12,8 +12,8 @@ export interface Ctx {
   confirm: (question: string) => Promise<boolean>;
   /** Writes one line to stdout at once (tail). */
   emit: (line: string) => void;
-  /** Aborted on Ctrl-C (tail). */
-  stop: AbortSignal;
+  /** From the first call on, Ctrl-C aborts this signal instead of ending the process (tail). */
+  interrupted: () => AbortSignal;
   env: (name: string) => string | undefined;
 }
 

@@ -42,7 +42,7 @@ export interface Io {
   isTerminal: boolean;
   /** One line typed by the operator, or null at end of input. */
   readLine: () => Promise<string | null>;
-  stop: AbortSignal;
+  interrupted: () => AbortSignal;
 }
 
 export async function run(io: Io): Promise<number> {
@@ -73,7 +73,7 @@ export async function run(io: Io): Promise<number> {
     style: colour ? COLOUR : PLAIN,
     confirm: (question) => confirm(io, parsed.flags.yes, question),
     emit: io.stdout,
-    stop: io.stop,
+    interrupted: io.interrupted,
     env: io.env,
   };
   try {
@@ -105,8 +105,7 @@ async function confirm(io: Io, yes: boolean, question: string): Promise<boolean>
 
 function denoIo(): Io {
   const encoder = new TextEncoder();
-  const controller = new AbortController();
-  Deno.addSignalListener("SIGINT", () => controller.abort());
+  let controller: AbortController | undefined;
   let lines: AsyncIterator<string> | undefined;
   return {
     args: Deno.args,
@@ -120,7 +119,13 @@ function denoIo(): Io {
       const next = await lines.next();
       return next.done ? null : next.value;
     },
-    stop: controller.signal,
+    interrupted: () => {
+      if (!controller) {
+        const c = controller = new AbortController();
+        Deno.addSignalListener("SIGINT", () => c.abort());
+      }
+      return controller.signal;
+    },
   };
 }
 

@@ -32,10 +32,11 @@ export async function tail(ctx: Ctx): Promise<Outcome> {
   const since = (ctx.flags.since as Date | undefined) ?? new Date();
   const intervalMs = (ctx.flags.interval as number) * 1000;
   const user = ctx.flags.user ? await userId(ctx.sql, ctx.flags.user as string) : null;
+  const stop = ctx.interrupted();
   const fresh = createDeduper();
   let cursor = since.getTime();
   let count = 0;
-  while (!ctx.stop.aborted) {
+  while (!stop.aborted) {
     const from = new Date(Math.max(cursor - OVERLAP_MS, since.getTime()));
     const rows = await ctx.sql<Event[]>`
       select key, at, kind, user_id, what, detail from public.operator_events
@@ -46,7 +47,7 @@ export async function tail(ctx: Ctx): Promise<Outcome> {
       count++;
       ctx.emit(ctx.flags.json ? JSON.stringify(maskPhones(e)) : line(ctx, e));
     }
-    await sleep(intervalMs, ctx.stop);
+    await sleep(intervalMs, stop);
   }
   return { data: { events: count }, text: "", streamed: true };
 }
