@@ -525,6 +525,66 @@ async function routinesThroughput() {
   };
 }
 
+/**
+ * `npx orchestrator status` with a million historical texts (spread over 30
+ * days, so the hour and day windows hold some), next to the million queue rows
+ * of claimLatency, 200,000 delivery events and 100,000 Claude calls: the
+ * operator_status query alone, and the whole CLI run (Node, Deno, connect, query).
+ */
+async function operatorStatus(users: string[]) {
+  progress(`inserting ${HISTORICAL} historical messages for status`);
+  await sql`
+    insert into public.messages (user_id, direction, body, from_number, to_number, twilio_sid,
+                                 status, created_at)
+    select (${users}::uuid[])[1 + (i % ${USERS})], 'outbound', 'old #' || i, '+12015550100',
+           '+12015550101', 'SMhist' || i, 'delivered', now() - interval '30 days' * (i::float / ${HISTORICAL})
+      from generate_series(1, ${HISTORICAL}) as i`;
+  await sql`
+    insert into public.delivery_events (message_id, user_id, kind, reason, next_eligible_at, created_at)
+    select q.id, q.user_id, 'deferred', (array['quiet_hours', 'daily_cap', 'hourly_cap'])[1 + i % 3],
+           now(), now() - interval '30 days' * (i::float / 200000)
+      from generate_series(1, 200000) as i
+      join lateral (select id, user_id from public.message_queue limit 1 offset i % 1000) q on true`;
+  await sql`
+    insert into public.agent_actions_log (agent_id, action, model, cost_usd, created_at)
+    select 'bench', 'render', 'bench-model', 0.0012, now() - interval '30 days' * (i::float / 100000)
+      from generate_series(1, 100000) as i`;
+  await sql`analyze`;
+  const samples = 20;
+  const query: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const started = performance.now();
+    await sql`select * from public.operator_status`;
+    query.push(performance.now() - started);
+  }
+  const cli: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const started = performance.now();
+    const out = await new Deno.Command("node", {
+      args: ["bin/orchestrator.js", "status", "--json", "--db-url", stack.dbUrl],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (out.code !== 0) {
+      throw new Error(`status exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
+    }
+    cli.push(performance.now() - started);
+  }
+  query.sort((a, b) => a - b);
+  cli.sort((a, b) => a - b);
+  const [{ messages, queue }] = await sql<{ messages: number; queue: number }[]>`
+    select (select count(*)::int from public.messages) as messages,
+           (select count(*)::int from public.message_queue) as queue`;
+  return {
+    messages,
+    message_queue_rows: queue,
+    query_p50_ms: round(percentile(query, 50)),
+    query_max_ms: round(query.at(-1)!),
+    cli_p50_ms: round(percentile(cli, 50)),
+    cli_max_ms: round(cli.at(-1)!),
+  };
+}
+
 try {
   // The cron job would compete with the timed runs; the figures are for ours alone,
   // but for the fast lane's, which is measured with the cron running.
@@ -540,6 +600,7 @@ try {
   const userUpdate = await updateUserLatency(users);
   const backlog = await claimUnderBacklog();
   const routines = await routinesThroughput();
+  const status = await operatorStatus(users);
   console.log(JSON.stringify(
     {
       machine: { cores: navigator.hardwareConcurrency },
@@ -553,6 +614,7 @@ try {
       claim_backlog: backlog,
       fast_lane: fast,
       routines,
+      operator_status: status,
     },
     null,
     2,
