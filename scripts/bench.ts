@@ -540,11 +540,14 @@ async function operatorStatus(users: string[]) {
            '+12015550101', 'SMhist' || i, 'delivered', now() - interval '30 days' * (i::float / ${HISTORICAL})
       from generate_series(1, ${HISTORICAL}) as i`;
   await sql`
+    with q as (
+      select id, user_id, row_number() over () - 1 as n from public.message_queue limit 1000
+    )
     insert into public.delivery_events (message_id, user_id, kind, reason, next_eligible_at, created_at)
     select q.id, q.user_id, 'deferred', (array['quiet_hours', 'daily_cap', 'hourly_cap'])[1 + i % 3],
            now(), now() - interval '30 days' * (i::float / 200000)
       from generate_series(1, 200000) as i
-      join lateral (select id, user_id from public.message_queue limit 1 offset i % 1000) q on true`;
+      join q on q.n = i % 1000`;
   await sql`
     insert into public.agent_actions_log (agent_id, action, model, cost_usd, created_at)
     select 'bench', 'render', 'bench-model', 0.0012, now() - interval '30 days' * (i::float / 100000)
