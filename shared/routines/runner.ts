@@ -116,21 +116,32 @@ function parseInput(uses: StepToolName, rendered: unknown): unknown {
   return parsed.data;
 }
 
+/**
+ * Writes a finished step. A step that acts on the database runs in the transaction that records
+ * it, with the run's lease locked first (hold_routine_run), so its effect commits only with its
+ * record and only under the lease. Anything else (a false condition, a reply from Claude or an
+ * endpoint, a read) has nothing to undo: it is recorded by one statement, which checks the lease.
+ */
 async function record(
   deps: RunnerDeps,
   opts: RunnerOptions,
   run: ClaimedRun,
   stepId: string,
   build: (result: StepResult | null) => Record<string, unknown>,
-  effect?: (tx: Tx) => Promise<StepResult>,
+  effect?: { run: (tx: Tx) => Promise<StepResult>; acts: boolean },
 ): Promise<StepResult | null> {
+  const write = (q: Sql | Tx, result: StepResult | null) =>
+    q`select public.record_routine_step(${run.run_id}, ${run.lease_token}, ${stepId},
+        ${JSON.stringify({ ...build(result), finished_at: new Date(deps.now()).toISOString() })}
+          ::text::jsonb, ${opts.leaseSeconds})`;
+  if (!effect) {
+    await write(deps.sql, null);
+    return null;
+  }
   return await deps.sql.begin(async (tx) => {
-    await tx`select public.hold_routine_run(${run.run_id}, ${run.lease_token})`;
-    const result = effect ? await effect(tx) : null;
-    const rec = { ...build(result), finished_at: new Date(deps.now()).toISOString() };
-    await tx`
-      select public.record_routine_step(${run.run_id}, ${run.lease_token}, ${stepId},
-        ${JSON.stringify(rec)}::text::jsonb, ${opts.leaseSeconds})`;
+    if (effect.acts) await tx`select public.hold_routine_run(${run.run_id}, ${run.lease_token})`;
+    const result = await effect.run(tx);
+    await write(tx, result);
     return result;
   });
 }
@@ -164,21 +175,28 @@ async function executeStep(
     userId: run.user_id,
     stepId: step.id,
   };
-  const outside = OUTSIDE[uses];
-  const inside = IN_TRANSACTION[uses];
-  const early = outside ? await outside(deps, target, input as never) : null;
-  const result = await record(deps, opts, run, step.id, (r) => ({
+  const succeeded = (r: StepResult | null) => ({
     status: "succeeded",
     attempts,
     input: bounded(input),
     output: bounded(r?.output),
     duration_ms: elapsed(),
     ...(r?.usage ?? {}),
-  }), async (tx) => {
-    const r = early ?? await inside!(tx, target, input as never, deps.now());
-    return { ...r, output: STEP_TOOLS[uses].output.parse(r.output) };
   });
-  scope.steps[step.id] = result!.output;
+  const checked = (r: StepResult) => ({ ...r, output: STEP_TOOLS[uses].output.parse(r.output) });
+  const outside = OUTSIDE[uses];
+  let result: StepResult;
+  if (outside) {
+    result = checked(await outside(deps, target, input as never));
+    await record(deps, opts, run, step.id, () => succeeded(result));
+  } else {
+    result = (await record(deps, opts, run, step.id, succeeded, {
+      run: async (tx) =>
+        checked(await IN_TRANSACTION[uses]!(tx, target, input as never, deps.now())),
+      acts: uses !== "context.read",
+    }))!;
+  }
+  scope.steps[step.id] = result.output;
 }
 
 async function executeRun(
@@ -242,12 +260,16 @@ export async function runRoutines(
       select public.claim_routine_runs(${opts.batchSize}, ${opts.leaseSeconds}) as runs`;
     const claimed = z.array(claimedRun).parse(runs);
     summary.claimed += claimed.length;
-    const outcomes = await mapLimit(claimed, opts.concurrency, (run) =>
-      executeRun(deps, opts, run, deadline).catch((err) => {
-        // A lost connection or a bug: the lease lapses and the next tick resumes the run.
-        deps.log("routine run interrupted", { run_id: run.run_id, error: String(err) });
-        return "lost" as const;
-      }));
+    const outcomes = await mapLimit(
+      claimed,
+      opts.concurrency,
+      (run) =>
+        executeRun(deps, opts, run, deadline).catch((err) => {
+          // A lost connection or a bug: the lease lapses and the next tick resumes the run.
+          deps.log("routine run interrupted", { run_id: run.run_id, error: String(err) });
+          return "lost" as const;
+        }),
+    );
     for (const outcome of outcomes) summary[outcome]++;
     // The routines whose occurrences were just made into runs, and new ones, learn their next.
     const planned = await planRoutines(deps, opts.batchSize);

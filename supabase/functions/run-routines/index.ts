@@ -14,7 +14,8 @@ const env = Deno.env.toObject();
 const config = loadConfig(env);
 const claude = claudeFromEnv(env);
 const http = httpConfigFromEnv(env);
-const sql = connect(config.SUPABASE_DB_URL, 4);
+// Eight connections: a run is mostly short transactions, and 32 run at once.
+const sql = connect(config.SUPABASE_DB_URL, 8);
 
 Deno.serve(createRunRoutinesHandler({
   secret: config.ORCHESTRATOR_SECRET,
@@ -29,5 +30,5 @@ Deno.serve(createRunRoutinesHandler({
       now: () => Date.now(),
       clock: () => performance.now(),
       log: (message, fields) => logInfo("run-routines", message, fields),
-    }, { ...opts, concurrency: 16, leaseSeconds: 120 }),
+    }, { ...opts, concurrency: 32, leaseSeconds: 120 }),
 }));
