@@ -63,7 +63,7 @@ export interface AgentLimits {
 export const AGENT_LIMITS: AgentLimits = {
   maxTurns: 6,
   maxActions: 10,
-  perRun: { schedule_call: 3, queue_message: 3, set_contact_preferences: 1 },
+  perRun: { schedule_call: 3, queue_message: 3, set_contact_preferences: 1, set_routine: 1 },
   maxTokens: 4096,
   timeBudgetMs: 100_000,
   requestTimeoutMs: 60_000,
@@ -234,6 +234,8 @@ export async function runAnalysisAgent(
         return await deps.executors.queue_message(call.input, key);
       case "set_contact_preferences":
         return await deps.executors.set_contact_preferences(call.input, key);
+      case "set_routine":
+        return await deps.executors.set_routine(call.input, key);
     }
   };
 

@@ -10,6 +10,7 @@ import type {
   RecordCommitmentInput,
   ScheduleCallInput,
   SetContactPreferencesInput,
+  SetRoutineInput,
   UpdateCommitmentInput,
 } from "./tools.ts";
 
@@ -27,6 +28,7 @@ export interface Executors {
   update_commitment(input: UpdateCommitmentInput, key: string): Promise<ToolResult>;
   queue_message(input: QueueMessageInput, key: string): Promise<ToolResult>;
   set_contact_preferences(input: SetContactPreferencesInput, key: string): Promise<ToolResult>;
+  set_routine(input: SetRoutineInput, key: string): Promise<ToolResult>;
 }
 
 export interface ClaimRef {
@@ -100,6 +102,13 @@ export function createExecutors(sql: Sql, claim: ClaimRef): Executors {
         sql`select public.analysis_set_preferred_hours(
           p_claim_token := ${token}, p_interaction_id := ${id},
           p_start := ${input.preferred_hours_start}::time, p_end := ${input.preferred_hours_end}::time,
+          p_idempotency_key := ${key}) as r`
+      ),
+    set_routine: ({ template, enabled, ...params }, key) =>
+      call(() =>
+        sql`select public.analysis_set_routine(
+          p_claim_token := ${token}, p_interaction_id := ${id}, p_template := ${template},
+          p_enabled := ${enabled}, p_params := ${JSON.stringify(params)}::text::jsonb,
           p_idempotency_key := ${key}) as r`
       ),
   };

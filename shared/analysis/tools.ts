@@ -120,6 +120,24 @@ export const setContactPreferencesInput = z.object({
   path: ["preferred_hours_end"],
 });
 
+export const setRoutineInput = z.object({
+  template: z.enum(["morning_plan", "weekly_review", "commitment_follow_up"]).describe(
+    "morning_plan: a one-SMS plan on weekday mornings; weekly_review: a short review of the " +
+      "week; commitment_follow_up: a check-in after each commitment's due time.",
+  ),
+  enabled: z.boolean().default(true).describe("false pauses it (the user no longer wants it)."),
+  time: localTime.optional().describe("morning_plan, weekly_review: the local time, HH:MM."),
+  days: z.string().regex(/^(MO|TU|WE|TH|FR|SA|SU)(,(MO|TU|WE|TH|FR|SA|SU))*$/).optional()
+    .describe("morning_plan: the days, such as MO,TU,WE,TH,FR (the default)."),
+  day: z.enum(["MO", "TU", "WE", "TH", "FR", "SA", "SU"]).optional().describe(
+    "weekly_review: the day (SU by default).",
+  ),
+  delay_minutes: z.number().int().min(0).max(1440).optional().describe(
+    "commitment_follow_up: minutes after the due time (30 by default).",
+  ),
+  channel: z.enum(["sms", "call"]).optional().describe("commitment_follow_up: text or call."),
+}).strict();
+
 export const recordAnalysisInput = z.object({
   sentiment: z.enum(SENTIMENTS).describe("The user's overall sentiment in this interaction."),
   session_summary: text(3000).describe(
@@ -136,6 +154,7 @@ export const TOOL_SCHEMAS = {
   update_commitment: updateCommitmentInput,
   queue_message: queueMessageInput,
   set_contact_preferences: setContactPreferencesInput,
+  set_routine: setRoutineInput,
   record_analysis: recordAnalysisInput,
 } as const;
 
@@ -148,6 +167,7 @@ export type RecordCommitmentInput = ToolInput<"record_commitment">;
 export type UpdateCommitmentInput = ToolInput<"update_commitment">;
 export type QueueMessageInput = ToolInput<"queue_message">;
 export type SetContactPreferencesInput = ToolInput<"set_contact_preferences">;
+export type SetRoutineInput = ToolInput<"set_routine">;
 export type RecordAnalysisInput = ToolInput<"record_analysis">;
 
 const DESCRIPTIONS: Record<ToolName, string> = {
@@ -170,6 +190,9 @@ const DESCRIPTIONS: Record<ToolName, string> = {
   set_contact_preferences:
     "Set the hours the user prefers for texts that can wait, when they state them in the " +
     "conversation. Quiet hours, urgent messages and their message budget are not changed by it.",
+  set_routine:
+    "Install, adjust or pause one of the user's built-in routines when they ask for it (\"send " +
+    'me a plan every morning at 7" is morning_plan at 07:00). Only on their request.',
   record_analysis:
     "Finish the analysis: the user's sentiment and the updated session summary. Call it once, " +
     "last, after any other tools.",

@@ -2,7 +2,7 @@
 // managed through the agent tools. Time is moved by setting series_start or
 // due_at in the past, never by waiting.
 import assert from "node:assert/strict";
-import { createUser, db } from "./helpers.ts";
+import { createUser, db, waitFor } from "./helpers.ts";
 import {
   catcher,
   deliveryUser,
@@ -272,5 +272,44 @@ routineTest(
     const unknown = await call("end_routine", { routine_id: crypto.randomUUID() });
     assert.equal(unknown.status, 404);
     assert.equal(unknown.body.error.field, "routine_id");
+  },
+);
+
+routineTest(
+  '"send me a plan every morning at 7": the analysis installs morning_plan at 07:00, once a run',
+  async () => {
+    const user = await createUser(db(), { timezone: "Europe/Chisinau" });
+    const mark = `tx-${crypto.randomUUID()}`;
+    const plan = (time: string) => ({
+      name: "set_routine",
+      input: { template: "morning_plan", time },
+    });
+    await scripted.script([
+      { kind: "tool_use", match: mark, calls: [plan("07:00"), plan("09:00")] },
+      {
+        kind: "tool_use",
+        match: mark,
+        calls: [{
+          name: "record_analysis",
+          input: { sentiment: "positive", session_summary: mark },
+        }],
+      },
+    ]);
+    // The insert's trigger sends it to analyze-interaction.
+    const [{ id }] = await db()<{ id: string }[]>`
+    insert into public.interactions (user_id, channel, transcript)
+    values (${user.id}, 'voice', ${`Could you send me a plan every morning at 7? ${mark}`})
+    returning id::text`;
+    await waitFor("the analysis", async () => {
+      const [row] = await db()`select analysis_status from public.interactions where id = ${id}`;
+      return row.analysis_status === "done";
+    });
+    const routines = await db()<{ template: string; rrule: string; created_by: string }[]>`
+    select template, rrule, created_by from public.routines where user_id = ${user.id}`;
+    assert.deepEqual([...routines], [{
+      template: "morning_plan",
+      rrule: "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=7;BYMINUTE=0",
+      created_by: "builtin",
+    }], "the first call installed it; the second was over the run's limit");
   },
 );

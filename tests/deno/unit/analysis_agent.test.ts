@@ -99,6 +99,7 @@ function fakeExecutors(refuse: (tool: string) => string | null = () => null) {
     update_commitment: run("update_commitment"),
     queue_message: run("queue_message"),
     set_contact_preferences: run("set_contact_preferences"),
+    set_routine: run("set_routine"),
   };
   return { executors, calls };
 }

@@ -5,7 +5,7 @@ import { ANALYSIS_TOOLS, parseToolCall } from "../../../shared/analysis/tools.ts
 
 const future = "2026-12-01T09:30:00-05:00";
 
-Deno.test("the seven tools and record_analysis; the breakpoint is after the system text", () => {
+Deno.test("the eight tools and record_analysis; the breakpoint is after the system text", () => {
   assert.deepEqual(ANALYSIS_TOOLS.map((t) => t.name), [
     "schedule_call",
     "cancel_scheduled_call",
@@ -14,6 +14,7 @@ Deno.test("the seven tools and record_analysis; the breakpoint is after the syst
     "update_commitment",
     "queue_message",
     "set_contact_preferences",
+    "set_routine",
     "record_analysis",
   ]);
   assert.ok(ANALYSIS_TOOLS.every((t) => t.cache_control === undefined));
