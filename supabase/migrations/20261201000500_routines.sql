@@ -307,7 +307,6 @@ language plpgsql immutable security invoker set search_path = '' as $$
 declare
   v_bare text;
   v_ref text;
-  v_depth integer := 0;
   v_open text := '';
   v_char text;
 begin
