@@ -4,7 +4,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 set search_path = public, extensions;
-select plan(97);
+select plan(114);
 
 -- Anything other tests left due waits, so only this file's routines are claimed.
 update routines set next_run_at = now() + interval '10 years' where next_run_at is not null;
@@ -133,6 +133,22 @@ select throws_ok($$select pg_temp.with_step('context.read', '{}', 'length(params
   '22023', 'p_steps: step a (#1) when has unbalanced brackets', 'a condition with unbalanced brackets');
 select throws_ok($$select pg_temp.with_step('context.read', '{}', 'params.x == ''open')$$,
   '22023', 'p_steps: step a (#1) when has an unterminated literal', 'a condition with an open literal');
+select throws_ok($$select pg_temp.with_step('sms.queue', '{"text": "hi", "can_delay": "yes"}')$$,
+  '22023', 'p_steps: step a (#1) with.can_delay must be boolean', 'can_delay not a boolean');
+select throws_ok($$select pg_temp.with_step('sms.queue', '{"data": {}, "text": "hi"}')$$,
+  '22023', 'p_steps: step a (#1) with must have exactly one of text, data', 'both text and data');
+select throws_ok($$select pg_temp.with_step('call.schedule', jsonb_build_object('call_type', 'check_in', 'scheduled_for', '${occurrence}', 'custom_instructions', repeat('c', 4001)))$$,
+  '22023', 'p_steps: step a (#1) with.custom_instructions must be at most 4000 characters', 'over-long call instructions');
+select throws_ok($$select pg_temp.with_step('call.schedule', '{"scheduled_for": "${occurrence}"}')$$,
+  '22023', 'p_steps: step a (#1) with.call_type is required', 'a call without its type');
+select throws_ok($$select pg_temp.with_step('memory.update', jsonb_build_object('retire', jsonb_build_array(repeat('k', 81))))$$,
+  '22023', 'p_steps: step a (#1) with.retire[0] must be at most 80 characters', 'an over-long key to retire');
+select throws_ok($$select pg_temp.with_step('http.post', '{"url": "https://user:pw@hooks.example.com/x"}')$$,
+  '22023', 'p_steps: step a (#1) with.url must not carry credentials', 'a URL with credentials');
+select throws_ok($$select pg_temp.with_step('http.post', '{"body": {}}')$$,
+  '22023', 'p_steps: step a (#1) with.url is required', 'a post without a URL');
+select throws_ok($$select create_routine(pg_temp.u1(), 'x', '[{"id": "a", "uses": "context.read", "when": 5}]', 'FREQ=DAILY')$$,
+  '22023', 'p_steps: step a (#1) when must be a string', 'a condition that is not a string');
 select is((select count(*) from routines), (select routines from counts), 'no refused routine was stored');
 
 -- A good routine; idempotency -----------------------------------------------------------------
@@ -151,6 +167,16 @@ select throws_ok($$select snooze_routine((select id from r), now() - interval '1
 select throws_ok($$select snooze_routine((select id from r), null)$$,
   '22023', 'p_until must be after now and at most a year ahead', 'snooze without an end');
 select throws_ok($$select run_routine_now(gen_random_uuid())$$, 'P0002', null, 'run now: unknown routine');
+select throws_ok($$select resume_routine(null)$$, '22023', 'p_routine_id is required', 'resume: no id');
+select throws_ok($$select snooze_routine(null, now() + interval '1 day')$$, '22023', 'p_routine_id is required', 'snooze: no id');
+select throws_ok($$select end_routine(null)$$, '22023', 'p_routine_id is required', 'end: no id');
+select throws_ok($$select end_routine(gen_random_uuid())$$, 'P0002', null, 'end: unknown routine');
+select throws_ok($$select run_routine_now(null)$$, '22023', 'p_routine_id is required', 'run now: no id');
+select throws_ok($$select claim_routine_runs(0, 60)$$, '22023', 'p_limit must be between 1 and 1000', 'claim: a zero limit');
+select throws_ok($$select claim_routine_runs(10, 5)$$, '22023', 'p_lease_seconds must be between 10 and 900', 'claim: a short lease');
+select throws_ok($$select sync_routine_http_origins(array['https://hooks.example.com/path'])$$, '22023',
+  'p_origins must be origins such as https://hooks.example.com', 'an allowlist entry with a path');
+select throws_ok($$select sync_routine_http_origins(null)$$, '22023', null, 'no allowlist');
 
 -- Claiming: one run per occurrence; paused and snoozed skip --------------------------------------
 update routines set next_run_known = true, next_run_at = now() - interval '1 minute' where id = (select id from r);
