@@ -1,7 +1,8 @@
 -- Delivery, second round (issue 7): claims that nothing can stall, strand or
 -- double. claim_messages is rebuilt from small functions, each with one job:
 --   rescue_lapsed_leases   leases that ran out: requeue, or unknown if sending began
---   lock_delivery_users    users with due work, locked SKIP LOCKED, urgent ones too
+--   delivery_candidates    users with due work, urgent ones first
+--   lock_delivery_user     one of them, SKIP LOCKED, only as many as fill the batch
 --   delivery_user_states   budgets, quiet hours and opt-out of the locked users
 --   due_units              a user's first due units in priority order, bounded
 --   decide_delivery        the rule: claim, defer, expire, cancel or fail one unit
@@ -38,7 +39,12 @@
 -- Gives back the unit a message spent (it did not reach the user). An urgent unit
 -- also counted toward the day's total.
 create or replace function public.refund_units(p_ids uuid[]) returns void
-language sql security definer set search_path = '' as $$
+language plpgsql security definer set search_path = '' as $$
+begin
+  -- Most outcomes give nothing back: no statement for them.
+  if coalesce(cardinality(p_ids), 0) = 0 then
+    return;
+  end if;
   with spent as (
     select id, user_id, unit_kind, unit_local_date
       from public.message_queue
@@ -58,7 +64,8 @@ language sql security definer set search_path = '' as $$
              count(*) filter (where unit_kind = 'urgent')::int as urgent
         from spent group by user_id, unit_local_date
     ) x
-   where b.user_id = x.user_id and b.local_date = x.unit_local_date
+   where b.user_id = x.user_id and b.local_date = x.unit_local_date;
+end
 $$;
 
 -- 1. Lapsed leases ------------------------------------------------------------------
@@ -100,37 +107,38 @@ end
 $$;
 
 -- 2. Users with due work ------------------------------------------------------------
--- The users of any due urgent row, then of the oldest due rows, that no other
--- processor holds (SKIP LOCKED: overlapping runs share users, never wait).
--- Reads at most 5 x p_limit index entries, whatever the backlog. This and the
--- next two are PL/pgSQL so that their plans are cached per session: as SQL
+-- The users of any due urgent row, then of the oldest due rows, in the order
+-- they are served. Reads at most 5 x p_limit index entries, whatever the
+-- backlog. The claim locks them one at a time, only as many as fill its batch,
+-- so overlapping processors find the rest free. This and the per-user helpers
+-- below are PL/pgSQL so that their plans are cached per session: as SQL
 -- functions (never inlined, being SECURITY DEFINER) they were planned on every
 -- call, which cost a claim of 100 users tens of milliseconds.
-create or replace function public.lock_delivery_users(p_limit integer, p_now timestamptz)
-returns uuid[]
-language plpgsql security definer set search_path = '' as $$
-declare
-  v_users uuid[];
+create or replace function public.delivery_candidates(p_limit integer, p_now timestamptz)
+returns setof uuid
+language plpgsql stable security definer set search_path = '' as $$
 begin
-  with candidates as (
-    select user_id, bool_or(urgent) as urgent, min(next_attempt_at) as first_due from (
-      (select user_id, next_attempt_at, true as urgent from public.message_queue
-        where status = 'queued' and priority_rank = 0 and next_attempt_at <= p_now
-        order by next_attempt_at limit p_limit)
-      union all
-      (select user_id, next_attempt_at, false from public.message_queue
-        where status = 'queued' and next_attempt_at <= p_now
-        order by next_attempt_at limit p_limit * 4)
-    ) d
-    group by user_id
-  ), locked as (
-    select u.id from public.users u join candidates c on c.user_id = u.id
-     order by c.urgent desc, c.first_due, u.id
-     limit p_limit
-       for no key update of u skip locked
-  )
-  select coalesce(array_agg(id), '{}') into v_users from locked;
-  return v_users;
+  return query
+  select d.user_id from (
+    (select user_id, next_attempt_at, true as urgent from public.message_queue
+      where status = 'queued' and priority_rank = 0 and next_attempt_at <= p_now
+      order by next_attempt_at limit p_limit)
+    union all
+    (select user_id, next_attempt_at, false from public.message_queue
+      where status = 'queued' and next_attempt_at <= p_now
+      order by next_attempt_at limit p_limit * 4)
+  ) d
+  group by d.user_id
+  order by bool_or(d.urgent) desc, min(d.next_attempt_at), d.user_id;
+end
+$$;
+
+-- Locks one user for delivery unless another processor holds them.
+create or replace function public.lock_delivery_user(p_user_id uuid) returns boolean
+language plpgsql security definer set search_path = '' as $$
+begin
+  perform 1 from public.users where id = p_user_id for no key update skip locked;
+  return found;
 end
 $$;
 
@@ -442,7 +450,7 @@ declare
   v_token uuid := gen_random_uuid();
   v_timeout interval := make_interval(mins => public.setting('sequence_timeout_minutes'));
   v_rescued jsonb;
-  v_users uuid[];
+  v_candidate uuid;
   v_user public.delivery_user_state;
   v_unit public.delivery_unit;
   v_decision public.delivery_decision;
@@ -474,12 +482,13 @@ begin
 
   v_rescued := public.rescue_lapsed_leases(v_now);
 
-  -- Locked first, then read in a later statement: its snapshot is taken after
-  -- the locks, so it sees what the processor that held a user last committed.
-  v_users := public.lock_delivery_users(p_limit, v_now);
   <<users>>
-  for v_user in select * from public.delivery_user_states(v_users, v_now) loop
+  for v_candidate in select * from public.delivery_candidates(p_limit, v_now) loop
     exit users when v_room <= 0 or v_budget <= 0;
+    continue users when not public.lock_delivery_user(v_candidate);
+    -- Read after the lock, in a later statement: its snapshot sees what the
+    -- processor that held this user last committed.
+    select * into v_user from public.delivery_user_states(array[v_candidate], v_now);
     for v_unit in select * from public.due_units(v_user.user_id, v_now, least(p_limit, v_budget)) loop
       exit users when v_room <= 0 or v_budget <= 0;
       v_budget := v_budget - 1;
@@ -596,6 +605,24 @@ declare
   v_wait_until timestamptz;
   v_wait_reason text;
 begin
+  -- The usual case in one statement: every rule still allows it, so it is marked.
+  update public.message_queue m
+     set updated_at = now(), send_started_at = now(), attempts = m.attempts + 1, rendered_body = p_body,
+         encoding = p_encoding, segments = p_segments
+    from public.users u
+   where m.id = p_message_id and m.claim_token = p_claim_token and m.status = 'sending'
+     and m.locked_until > now() and m.send_started_at is null
+     and u.id = m.user_id and u.sms_opted_out_at is null
+     and coalesce(m.expires_at > now(), true)
+     and (m.priority = 'urgent'
+          or (coalesce(u.snoozed_until <= now(), true)
+              and (coalesce(u.last_inbound_at > now() - interval '10 minutes', false)
+                   or public.quiet_hours_end(now(), u.timezone, u.quiet_hours_start,
+                                             u.quiet_hours_end) is null)));
+  if found then
+    return 'go';
+  end if;
+  -- Otherwise: why not, and what becomes of it.
   select * into v_row from public.message_queue
    where id = p_message_id and claim_token = p_claim_token and status = 'sending'
      and locked_until > now() and send_started_at is null
@@ -629,11 +656,9 @@ begin
     perform public.defer_messages(array[p_message_id], array[v_wait_until], array[v_wait_reason],
                                   array[replace(v_wait_reason, '_', ' ') || ' began before it was sent']);
   else
-    update public.message_queue
-       set updated_at = now(), send_started_at = now(), attempts = attempts + 1, rendered_body = p_body,
-           encoding = p_encoding, segments = p_segments
-     where id = p_message_id;
-    return 'go';
+    -- The user became active, or their snooze or quiet hours ended, since the
+    -- first statement: look again from the top.
+    return public.start_sending(p_claim_token, p_message_id, p_body, p_encoding, p_segments);
   end if;
   perform public.refund_units(array[p_message_id]);
   return case when v_user.sms_opted_out_at is not null then 'cancelled'
@@ -659,7 +684,10 @@ $$;
 -- 'unknown', and what Twilio answered is better than a guess.
 create or replace function public.complete_messages(p_claim_token uuid, p_results jsonb)
 returns jsonb
-language plpgsql security definer set search_path = '' as $$
+language plpgsql security definer set search_path = ''
+-- Called for every few sends; a custom plan of its one large statement each time
+-- cost more than the statement.
+set plan_cache_mode = force_generic_plan as $$
 declare
   v_max_attempts constant integer := 5;
   v_refund uuid[];
@@ -757,8 +785,10 @@ begin
     into v_refund, v_opted_out, v_counts;
 
   perform public.refund_units(v_refund);
-  perform public.opt_out_user(u, 'Twilio reported the number unsubscribed (21610)')
-     from unnest(v_opted_out) u;
+  if cardinality(v_opted_out) > 0 then
+    perform public.opt_out_user(u, 'Twilio reported the number unsubscribed (21610)')
+       from unnest(v_opted_out) u;
+  end if;
   return coalesce(v_counts, '{}'::jsonb);
 end
 $$;
@@ -1049,7 +1079,8 @@ begin
     'public.setting(text)',
     'public.refund_units(uuid[])',
     'public.rescue_lapsed_leases(timestamptz)',
-    'public.lock_delivery_users(integer, timestamptz)',
+    'public.delivery_candidates(integer, timestamptz)',
+    'public.lock_delivery_user(uuid)',
     'public.delivery_user_states(uuid[], timestamptz)',
     'public.due_units(uuid, timestamptz, integer)',
     'public.decide_delivery(public.delivery_user_state, public.delivery_unit, timestamptz, interval)',

@@ -14,20 +14,20 @@ create temp table t_now as
 insert into users (id, phone_number, timezone, quiet_hours_start, quiet_hours_end,
                    daily_message_limit, hourly_message_limit, last_inbound_at) values
   -- a: no quiet hours, 3 a day
-  ('00000000-0000-4000-8000-00000000c0a1', '+12015550131', 'UTC', '00:00', '00:00', 3, 10, null),
+  ('00000000-0000-4000-8000-00000000c0a1', '+19995550131', 'UTC', '00:00', '00:00', 3, 10, null),
   -- b: inside quiet hours now
-  ('00000000-0000-4000-8000-00000000c0b1', '+12015550132', 'UTC',
+  ('00000000-0000-4000-8000-00000000c0b1', '+19995550132', 'UTC',
    ((select utc_local from t_now) - interval '1 hour')::time, ((select utc_local from t_now) + interval '2 hours')::time, 10, 10, null),
   -- c: inside quiet hours, but texted us 5 minutes ago
-  ('00000000-0000-4000-8000-00000000c0c1', '+12015550133', 'UTC',
+  ('00000000-0000-4000-8000-00000000c0c1', '+19995550133', 'UTC',
    ((select utc_local from t_now) - interval '1 hour')::time, ((select utc_local from t_now) + interval '2 hours')::time, 10, 10,
    now() - interval '5 minutes'),
   -- d: one capped unit a day, many urgent
-  ('00000000-0000-4000-8000-00000000c0d1', '+12015550134', 'Asia/Tokyo', '00:00', '00:00', 1, 10, null),
+  ('00000000-0000-4000-8000-00000000c0d1', '+19995550134', 'Asia/Tokyo', '00:00', '00:00', 1, 10, null),
   -- e: sequences
-  ('00000000-0000-4000-8000-00000000c0e1', '+12015550135', 'UTC', '00:00', '00:00', 10, 10, null),
+  ('00000000-0000-4000-8000-00000000c0e1', '+19995550135', 'UTC', '00:00', '00:00', 10, 10, null),
   -- f: 2 an hour
-  ('00000000-0000-4000-8000-00000000c0f1', '+12015550136', 'UTC', '00:00', '00:00', 10, 2, null);
+  ('00000000-0000-4000-8000-00000000c0f1', '+19995550136', 'UTC', '00:00', '00:00', 10, 2, null);
 
 select enqueue_message('00000000-0000-4000-8000-00000000c0a1', 'test', 'low', null, 'a low');
 select enqueue_message('00000000-0000-4000-8000-00000000c0a1', 'test', 'high', null, 'a high');
@@ -132,7 +132,7 @@ select is(
       and send_started_at is not null), 2, 'and marks it');
 select complete_messages((select t from a_token), jsonb_build_array(
   jsonb_build_object('id', (select id from message_queue where final_message = 'a high'),
-                     'outcome', 'sent', 'twilio_sid', 'SM' || repeat('a', 32), 'from', '+12015550100'),
+                     'outcome', 'sent', 'twilio_sid', 'SM' || repeat('a', 32), 'from', '+19995550100'),
   jsonb_build_object('id', (select id from message_queue where final_message = 'a medium'),
                      'outcome', 'retry', 'error', 'Twilio 429', 'retry_at', now() + interval '5 minutes')));
 select is(pg_temp.st('a high'), 'sent', 'an accepted send is sent');
@@ -169,15 +169,15 @@ select is(
   'delivered', 'the status callback reconciles an unknown outcome');
 
 -- STOP and START
-select is((record_inbound_sms('+12015550135', '+12015550100', 'Stop', 'SM' || repeat('1', 32)) ->> 'action'),
+select is((record_inbound_sms('+19995550135', '+19995550100', 'Stop', 'SM' || repeat('1', 32)) ->> 'action'),
   'opted_out', 'STOP in any case opts the user out');
 select enqueue_message('00000000-0000-4000-8000-00000000c0e1', 'test', 'medium', null, 'e after stop');
 select is(pg_temp.st('e after stop'), 'cancelled', 'nothing is queued for an opted-out user');
-select is((record_inbound_sms('+12015550135', '+12015550100', 'Stop', 'SM' || repeat('1', 32)) ->> 'action'),
+select is((record_inbound_sms('+19995550135', '+19995550100', 'Stop', 'SM' || repeat('1', 32)) ->> 'action'),
   'duplicate', 'a retried webhook is handled once');
-select is((record_inbound_sms('+12015550135', '+12015550100', ' start ', 'SM' || repeat('2', 32)) ->> 'action'),
+select is((record_inbound_sms('+19995550135', '+19995550100', ' start ', 'SM' || repeat('2', 32)) ->> 'action'),
   'opted_in', 'START opts back in');
-select is((record_inbound_sms('+12015550135', '+12015550100', 'running late, call me at 6', 'SM' || repeat('3', 32)) ->> 'action'),
+select is((record_inbound_sms('+19995550135', '+19995550100', 'running late, call me at 6', 'SM' || repeat('3', 32)) ->> 'action'),
   'stored', 'other text is stored');
 select is((select (channel, transcript)::text from interactions
             where user_id = '00000000-0000-4000-8000-00000000c0e1' order by created_at desc limit 1),

@@ -8,12 +8,12 @@ select plan(21);
 -- Anything other tests left due waits, so only this file's users are claimed.
 update message_queue set next_attempt_at = now() + interval '10 years' where status = 'queued';
 
--- A stalled batch: 150 sequences whose first member's outcome is unknown, and
--- whose second member has been due for an hour.
+-- A stalled batch: 450 sequences whose first member's outcome is unknown, and
+-- whose second member has been due for an hour (more than one claim decides).
 insert into users (id, phone_number, timezone, quiet_hours_start, quiet_hours_end)
 select ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid,
-       '+1' || (200 + i) || '5550100', 'UTC', '00:00', '00:00'
-  from generate_series(1, 150) i;
+       '+1' || (981 + i % 19) || '55501' || lpad((i / 19)::text, 2, '0'), 'UTC', '00:00', '00:00'
+  from generate_series(1, 450) i;
 insert into message_queue (user_id, agent_id, final_message, sequence_id, sequence_position,
                            sequence_total, status, send_started_at, scheduled_for, next_attempt_at)
 select ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 'test', 'stalled ' || i || '/' || p,
@@ -21,10 +21,10 @@ select ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 'test', 'st
        case p when 1 then 'unknown' else 'queued' end,
        case p when 1 then now() - interval '1 hour' end,
        now() - interval '1 hour', now() - interval '1 hour'
-  from generate_series(1, 150) i, generate_series(1, 2) p;
+  from generate_series(1, 450) i, generate_series(1, 2) p;
 
 insert into users (id, phone_number, timezone, quiet_hours_start, quiet_hours_end) values
-  ('00000000-0000-4000-8000-00000000a001', '+12015550171', 'UTC', '00:00', '00:00');
+  ('00000000-0000-4000-8000-00000000a001', '+19995550171', 'UTC', '00:00', '00:00');
 select enqueue_message('00000000-0000-4000-8000-00000000a001', 'test', 'urgent', null, 'fresh urgent');
 
 create temp table claim1 as select claim_messages(100, 60) as c;
@@ -32,10 +32,10 @@ create function pg_temp.st(p_body text) returns text language sql as
   $$ select status from public.message_queue where final_message = p_body $$;
 
 select is(pg_temp.st('fresh urgent'), 'sending',
-  'a fresh urgent message is claimed past 150 stalled sequences');
+  'a fresh urgent message is claimed past 450 stalled sequences');
 select is((select count(*)::int from message_queue
             where final_message like 'stalled %/2' and next_attempt_at <= now()), 51,
-  'the stalled units read get a later instant: 99 of 150, beside the urgent one, in a claim of 100');
+  'the units read get a later instant: 399 of 450 beside the urgent one, 4 x 100 units a claim');
 select is((select wait_reason from message_queue where final_message = 'stalled 1/2'),
   'sequence_wait', 'saying they wait for the member in flight');
 select claim_messages(100, 60);
@@ -45,7 +45,7 @@ select is((select count(*)::int from message_queue
 
 -- A sequence that cannot complete within the timeout ends failed.
 insert into users (id, phone_number, timezone, quiet_hours_start, quiet_hours_end) values
-  ('00000000-0000-4000-8000-00000000a002', '+12015550172', 'UTC', '00:00', '00:00');
+  ('00000000-0000-4000-8000-00000000a002', '+19995550172', 'UTC', '00:00', '00:00');
 select enqueue_message('00000000-0000-4000-8000-00000000a002', 'test', 'medium', null, 'lonely 1',
                        p_sequence_id := '00000000-0000-4000-9000-00000000a002',
                        p_sequence_position := 1, p_sequence_total := 2);
@@ -58,7 +58,7 @@ select matches((select status_reason from message_queue where final_message = 'l
 -- The per-user cap on queued messages.
 update orchestrator_settings set value = 5 where name = 'max_queued_per_user';
 insert into users (id, phone_number, timezone) values
-  ('00000000-0000-4000-8000-00000000a004', '+12015550174', 'UTC');
+  ('00000000-0000-4000-8000-00000000a004', '+19995550174', 'UTC');
 select enqueue_message('00000000-0000-4000-8000-00000000a004', 'test', 'low', null, 'capped ' || i)
   from generate_series(1, 5) i;
 select throws_ok(
@@ -71,10 +71,10 @@ update orchestrator_settings set value = 1000 where name = 'max_queued_per_user'
 -- Checked again at send time: start_sending refuses what a rule now forbids.
 insert into users (id, phone_number, timezone, quiet_hours_start, quiet_hours_end,
                    daily_message_limit, hourly_message_limit) values
-  ('00000000-0000-4000-8000-00000000a005', '+12015550175', 'UTC', '00:00', '00:00', 10, 10),
-  ('00000000-0000-4000-8000-00000000a006', '+12015550176', 'UTC', '00:00', '00:00', 10, 10),
-  ('00000000-0000-4000-8000-00000000a007', '+12015550177', 'UTC', '00:00', '00:00', 10, 10),
-  ('00000000-0000-4000-8000-00000000a008', '+12015550178', 'UTC', '00:00', '00:00', 10, 10);
+  ('00000000-0000-4000-8000-00000000a005', '+19995550175', 'UTC', '00:00', '00:00', 10, 10),
+  ('00000000-0000-4000-8000-00000000a006', '+19995550176', 'UTC', '00:00', '00:00', 10, 10),
+  ('00000000-0000-4000-8000-00000000a007', '+19995550177', 'UTC', '00:00', '00:00', 10, 10),
+  ('00000000-0000-4000-8000-00000000a008', '+19995550178', 'UTC', '00:00', '00:00', 10, 10);
 select enqueue_message('00000000-0000-4000-8000-00000000a005', 'test', 'medium', null, 'to stop');
 select enqueue_message('00000000-0000-4000-8000-00000000a006', 'test', 'medium', null, 'to expire',
                        p_expires_at := now() + interval '1 hour');
@@ -87,7 +87,7 @@ create function pg_temp.start(p_body text) returns text language sql as $$
                               (select id from public.message_queue where final_message = p_body), p_body)
 $$;
 select is(pg_temp.st('to stop'), 'sending', 'claimed');
-select is((record_inbound_sms('+12015550175', '+12015550100', 'STOP', 'SM' || repeat('9', 32)) ->> 'action'),
+select is((record_inbound_sms('+19995550175', '+19995550100', 'STOP', 'SM' || repeat('9', 32)) ->> 'action'),
   'opted_out', 'then the user texts STOP');
 select is(pg_temp.start('to stop'), 'cancelled', 'start_sending refuses: opted out since the claim');
 select is(pg_temp.st('to stop'), 'cancelled', 'and the message is cancelled');
@@ -109,7 +109,7 @@ select is(pg_temp.start('to supersede'), 'lost', 'and start_sending then refuses
 -- One user with 5,000 due messages: a claim reads at most one batch of them.
 insert into users (id, phone_number, timezone, quiet_hours_start, quiet_hours_end,
                    daily_message_limit, hourly_message_limit) values
-  ('00000000-0000-4000-8000-00000000a003', '+12015550173', 'UTC', '00:00', '00:00', 10, 10);
+  ('00000000-0000-4000-8000-00000000a003', '+19995550173', 'UTC', '00:00', '00:00', 10, 10);
 insert into message_queue (user_id, agent_id, final_message, scheduled_for, next_attempt_at)
 select '00000000-0000-4000-8000-00000000a003', 'test', 'backlog ' || i,
        now() - make_interval(secs => 5000 - i), now() - make_interval(secs => 5000 - i)

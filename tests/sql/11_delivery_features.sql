@@ -13,12 +13,12 @@ create temp table t_now as select date_trunc('minute', now() at time zone 'UTC')
 insert into users (id, phone_number, timezone, quiet_hours_start, quiet_hours_end,
                    daily_message_limit, hourly_message_limit) values
   -- s: snoozed; p: preferred hours from two hours from now; q: inside quiet hours
-  ('00000000-0000-4000-8000-00000000b0a1', '+12015550181', 'UTC', '00:00', '00:00', 10, 10),
-  ('00000000-0000-4000-8000-00000000b0b1', '+12015550182', 'UTC', '00:00', '00:00', 10, 10),
-  ('00000000-0000-4000-8000-00000000b0c1', '+12015550183', 'UTC',
+  ('00000000-0000-4000-8000-00000000b0a1', '+19995550181', 'UTC', '00:00', '00:00', 10, 10),
+  ('00000000-0000-4000-8000-00000000b0b1', '+19995550182', 'UTC', '00:00', '00:00', 10, 10),
+  ('00000000-0000-4000-8000-00000000b0c1', '+19995550183', 'UTC',
    ((select utc_local from t_now) - interval '1 hour')::time,
    ((select utc_local from t_now) + interval '2 hours')::time, 10, 10),
-  ('00000000-0000-4000-8000-00000000b0d1', '+12015550184', 'UTC', '00:00', '00:00', 10, 10);
+  ('00000000-0000-4000-8000-00000000b0d1', '+19995550184', 'UTC', '00:00', '00:00', 10, 10);
 
 create function pg_temp.st(p_body text) returns text language sql as
   $$ select status from public.message_queue where final_message = p_body $$;
