@@ -70,6 +70,7 @@ stackTest("pg_cron holds the per-minute job and really runs it", async () => {
       select r.status_code, r.content
         from net._http_response r
        where r.content like '%"source":"pg_cron"%'
+         and r.content like '%"function":"process-queue"%'
        order by r.created desc limit 1`;
     return row;
   }, 75_000);
