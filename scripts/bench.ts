@@ -528,10 +528,24 @@ async function routinesThroughput() {
 /**
  * `npx orchestrator status` with a million historical texts (spread over 30
  * days, so the hour and day windows hold some), next to the million queue rows
- * of claimLatency, 200,000 delivery events and 100,000 Claude calls: the
- * operator_status query alone, and the whole CLI run (Node, Deno, connect, query).
+ * of claimLatency (inserted here when run alone), 200,000 delivery events and
+ * 100,000 Claude calls: the operator_status query alone, and the whole CLI run
+ * (Node, Deno, connect, query).
  */
 async function operatorStatus(users: string[]) {
+  // Run on its own (`npm run bench -- operator_status`), it brings claimLatency's queue history.
+  const [{ queued }] = await sql<{ queued: number }[]>`
+    select count(*)::int as queued from public.message_queue`;
+  if (queued < HISTORICAL) {
+    progress(`inserting ${HISTORICAL} historical queue rows for status`);
+    await sql`
+      insert into public.message_queue (user_id, agent_id, final_message, status, next_attempt_at,
+                                        scheduled_for, sent_at, created_at)
+      select (${users}::uuid[])[1 + (i % ${USERS})], 'history', 'old #' || i, 'sent',
+             now() - interval '30 days', now() - interval '30 days', now() - interval '30 days',
+             now() - interval '30 days'
+        from generate_series(1, ${HISTORICAL}) as i`;
+  }
   progress(`inserting ${HISTORICAL} historical messages for status`);
   await sql`
     insert into public.messages (user_id, direction, body, from_number, to_number, twilio_sid,
