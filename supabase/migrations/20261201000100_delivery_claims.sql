@@ -605,29 +605,11 @@ declare
   v_wait_until timestamptz;
   v_wait_reason text;
 begin
-  -- The usual case in one statement: every rule still allows it, so it is marked.
-  update public.message_queue m
-     set updated_at = now(), send_started_at = now(), attempts = m.attempts + 1, rendered_body = p_body,
-         encoding = p_encoding, segments = p_segments
-    from public.users u
-   where m.id = p_message_id and m.claim_token = p_claim_token and m.status = 'sending'
-     and m.locked_until > now() and m.send_started_at is null
-     and u.id = m.user_id and u.sms_opted_out_at is null
-     and coalesce(m.expires_at > now(), true)
-     and (m.priority = 'urgent'
-          or (coalesce(u.snoozed_until <= now(), true)
-              and (coalesce(u.last_inbound_at > now() - interval '10 minutes', false)
-                   or public.quiet_hours_end(now(), u.timezone, u.quiet_hours_start,
-                                             u.quiet_hours_end) is null)));
-  if found then
-    return 'go';
-  end if;
-  -- Otherwise: why not, and what becomes of it.
-  select * into v_row from public.message_queue
-   where id = p_message_id and claim_token = p_claim_token and status = 'sending'
-     and locked_until > now() and send_started_at is null
-     for update;
-  if not found then
+  -- By primary key alone, the rest checked here: with the claim's conditions in
+  -- the statement the planner took the lease index and read every leased row.
+  select * into v_row from public.message_queue where id = p_message_id for update;
+  if not found or v_row.claim_token is distinct from p_claim_token or v_row.status <> 'sending'
+     or v_row.locked_until <= now() or v_row.send_started_at is not null then
     return 'lost';
   end if;
   select * into v_user from public.users where id = v_row.user_id;
@@ -656,9 +638,11 @@ begin
     perform public.defer_messages(array[p_message_id], array[v_wait_until], array[v_wait_reason],
                                   array[replace(v_wait_reason, '_', ' ') || ' began before it was sent']);
   else
-    -- The user became active, or their snooze or quiet hours ended, since the
-    -- first statement: look again from the top.
-    return public.start_sending(p_claim_token, p_message_id, p_body, p_encoding, p_segments);
+    update public.message_queue
+       set updated_at = now(), send_started_at = now(), attempts = attempts + 1, rendered_body = p_body,
+           encoding = p_encoding, segments = p_segments
+     where id = p_message_id;
+    return 'go';
   end if;
   perform public.refund_units(array[p_message_id]);
   return case when v_user.sms_opted_out_at is not null then 'cancelled'
@@ -672,8 +656,10 @@ create or replace function public.keep_rendered_body(p_claim_token uuid, p_messa
 returns void
 language sql security definer set search_path = '' as $$
   update public.message_queue
-     set updated_at = now(), rendered_body = p_body
-   where id = p_message_id and claim_token = p_claim_token and status = 'sending'
+     set updated_at = now(),
+         rendered_body = case when claim_token = p_claim_token and status = 'sending' then p_body
+                              else rendered_body end
+   where id = p_message_id
 $$;
 
 -- 8. Outcomes ---------------------------------------------------------------------------
