@@ -59,7 +59,7 @@ const deno = Deno.execPath();
 const supabase = join(root, "node_modules/.bin/supabase");
 const tsFiles = async () => {
   const files: string[] = [];
-  for (const dir of ["scripts", "shared", "supabase/functions", "tests"]) {
+  for (const dir of ["cli", "scripts", "sdk", "shared", "supabase/functions", "tests"]) {
     for await (const f of walk(join(root, dir))) files.push(f);
   }
   return files;
