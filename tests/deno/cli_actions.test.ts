@@ -96,7 +96,7 @@ stackTest("redrive runs a failed analysis again; anything else is refused", asyn
   assert.deepEqual(r, { interaction_id: id, status: "pending", dispatched: true });
   const [job] = await sql()<{ finished_at: Date | null; attempts: number; dispatches: number }[]>`
     select finished_at, attempts, dispatches from public.analysis_jobs where interaction_id = ${id}`;
-  assert.equal(job.finished_at, null);
+  // A fresh job, dispatched once (it may already have finished: the scripted model is quick).
   assert.equal(job.dispatches, 1);
   // The webhook reached analyze-interaction: the analysis left 'failed'.
   await waitFor("the redriven analysis to be taken", async () => {

@@ -11,7 +11,7 @@ select is(
 );
 select has_trigger('public', 'interactions', 'interactions_analyze', 'interactions has the analysis trigger');
 
-insert into users (id, phone_number) values ('00000000-0000-4000-8000-000000000001', '+12015550111');
+insert into users (id, phone_number) values ('00000000-0000-4000-8000-000000000001', '+19995550111');
 insert into interactions (id, user_id, channel, transcript)
 values ('00000000-0000-4000-8000-0000000000a1', '00000000-0000-4000-8000-000000000001', 'voice', 'hello');
 

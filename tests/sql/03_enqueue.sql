@@ -6,8 +6,8 @@ set search_path = public, extensions;
 select plan(28);
 
 insert into users (id, phone_number) values
-  ('00000000-0000-4000-8000-0000000000e1', '+12015550121'),
-  ('00000000-0000-4000-8000-0000000000e2', '+12015550122');
+  ('00000000-0000-4000-8000-0000000000e1', '+19995550121'),
+  ('00000000-0000-4000-8000-0000000000e2', '+19995550122');
 create temp table counts as select count(*) as n from message_queue;
 
 select throws_ok($$select enqueue_message(null, 'a', p_final_message := 'x')$$,

@@ -10,10 +10,10 @@ select plan(100);
 update scheduled_calls set next_attempt_at = now() + interval '10 years' where status = 'pending';
 
 insert into users (id, phone_number, timezone) values
-  ('00000000-0000-4000-8000-0000000ca111', '+12015550141', 'UTC'),
-  ('00000000-0000-4000-8000-0000000ca112', '+12015550142', 'America/New_York'),
-  ('00000000-0000-4000-8000-0000000ca113', '+12015550143', 'Pacific/Auckland'),
-  ('00000000-0000-4000-8000-0000000ca114', '+12015550144', 'UTC');
+  ('00000000-0000-4000-8000-0000000ca111', '+19995550141', 'UTC'),
+  ('00000000-0000-4000-8000-0000000ca112', '+19995550142', 'America/New_York'),
+  ('00000000-0000-4000-8000-0000000ca113', '+19995550143', 'Pacific/Auckland'),
+  ('00000000-0000-4000-8000-0000000ca114', '+19995550144', 'UTC');
 create temp table counts as select count(*) as n from scheduled_calls;
 create function pg_temp.u1() returns uuid language sql as $$ select '00000000-0000-4000-8000-0000000ca111'::uuid $$;
 create function pg_temp.u2() returns uuid language sql as $$ select '00000000-0000-4000-8000-0000000ca112'::uuid $$;
@@ -173,7 +173,7 @@ select is(
 create temp table plain_claim as
   select x from claim1, jsonb_array_elements(j -> 'calls') x where x ->> 'id' = pg_temp.cid('plain')::text;
 select is((select x -> 'user' from plain_claim),
-  '{"timezone": "UTC", "phone_number": "+12015550141"}'::jsonb, 'with the user''s number and zone');
+  '{"timezone": "UTC", "phone_number": "+19995550141"}'::jsonb, 'with the user''s number and zone');
 select is(
   (select jsonb_array_length(x -> 'brief' -> 'open_commitments') from plain_claim), 10,
   'the brief has at most 10 open commitments');

@@ -10,8 +10,8 @@ select plan(70);
 update analysis_jobs set next_attempt_at = now() + interval '10 years' where finished_at is null;
 
 insert into users (id, phone_number, timezone) values
-  ('00000000-0000-4000-8000-0000000006a1', '+12015550161', 'America/New_York'),
-  ('00000000-0000-4000-8000-0000000006b1', '+12015550162', 'UTC');
+  ('00000000-0000-4000-8000-0000000006a1', '+19995550161', 'America/New_York'),
+  ('00000000-0000-4000-8000-0000000006b1', '+19995550162', 'UTC');
 
 create function pg_temp.status_of(p_id uuid) returns text language sql as
   $$ select analysis_status from public.interactions where id = p_id $$;

@@ -12,9 +12,9 @@ select plan(37);
 update analysis_jobs set next_attempt_at = now() + interval '10 years' where finished_at is null;
 
 insert into users (id, phone_number, timezone) values
-  ('00000000-0000-4000-8000-0000000009a1', '+12015550191', 'UTC'),
-  ('00000000-0000-4000-8000-0000000009a2', '+12015550192', 'UTC'),
-  ('00000000-0000-4000-8000-0000000009a3', '+12015550193', 'America/New_York');
+  ('00000000-0000-4000-8000-0000000009a1', '+19995550191', 'UTC'),
+  ('00000000-0000-4000-8000-0000000009a2', '+19995550192', 'UTC'),
+  ('00000000-0000-4000-8000-0000000009a3', '+19995550193', 'America/New_York');
 
 create function pg_temp.status_of(p_id uuid) returns text language sql as
   $$ select analysis_status from public.interactions where id = p_id $$;

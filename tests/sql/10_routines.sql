@@ -11,8 +11,8 @@ update routines set next_run_at = now() + interval '10 years' where next_run_at 
 update routine_runs set next_attempt_at = now() + interval '10 years' where status = 'running';
 
 insert into users (id, phone_number, timezone) values
-  ('00000000-0000-4000-8000-0000000a0101', '+12015550151', 'Europe/Chisinau'),
-  ('00000000-0000-4000-8000-0000000a0102', '+12015550152', 'UTC');
+  ('00000000-0000-4000-8000-0000000a0101', '+19995550151', 'Europe/Chisinau'),
+  ('00000000-0000-4000-8000-0000000a0102', '+19995550152', 'UTC');
 create function pg_temp.u1() returns uuid language sql as $$ select '00000000-0000-4000-8000-0000000a0101'::uuid $$;
 create function pg_temp.u2() returns uuid language sql as $$ select '00000000-0000-4000-8000-0000000a0102'::uuid $$;
 create function pg_temp.steps() returns jsonb language sql as $$ select $j$[
