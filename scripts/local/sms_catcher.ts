@@ -50,6 +50,8 @@ export interface CatcherFailure {
    * dropped connection): the client cannot tell that the message exists.
    */
   afterCreate?: boolean;
+  /** Only a request to this number takes the failure; others pass it by. */
+  to?: string;
   /** Record the message as sent, then never answer (until stop). */
   acceptThenHang?: boolean;
 }
@@ -105,6 +107,7 @@ const failureSchema = z
     dropConnection: z.boolean().optional(),
     afterCreate: z.boolean().optional(),
     acceptThenHang: z.boolean().optional(),
+    to: z.string().optional(),
   })
   .refine((f) => f.httpStatus !== undefined || f.dropConnection || f.acceptThenHang, {
     message: "httpStatus is required unless dropConnection or acceptThenHang is set",
@@ -393,6 +396,12 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
       }));
   }
 
+  /** The first canned failure meant for this recipient (or for any), taken off the queue. */
+  function takeFailure(to: string | null): CatcherFailure | undefined {
+    const i = behaviour.failNext.findIndex((f) => f.to === undefined || f.to === to);
+    return i < 0 ? undefined : behaviour.failNext.splice(i, 1)[0];
+  }
+
   function createMessage(
     req: http.IncomingMessage,
     res: http.ServerResponse,
@@ -401,11 +410,11 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
   ): void {
     requestCount++;
     if (!isAuthentic(req, pathSid)) return refuseCredentials(res);
-    const failure = behaviour.failNext.shift();
+    const form = new URLSearchParams(text);
+    const failure = takeFailure(form.get("To"));
     const failsAfterCreate = failure?.afterCreate || failure?.acceptThenHang;
     if (failure && !failsAfterCreate) return fail(req, res, failure);
 
-    const form = new URLSearchParams(text);
     const invalid = validationError(form);
     if (invalid) {
       return later(res, () => sendJson(res, 400, twilioErrorBody(400, invalid[0], invalid[1])));

@@ -69,7 +69,12 @@ stackTest("cancelling one member of a sequence cancels the whole sequence", asyn
 soleProcessorTest("retry puts a failed message back in the queue, and it goes out", async () => {
   const user = await deliveryUser(sql());
   await catcher.behaviour({
-    failNext: [{ httpStatus: 400, code: 21211, message: "Invalid 'To' Phone Number" }],
+    failNext: [{
+      httpStatus: 400,
+      code: 21211,
+      message: "Invalid 'To' Phone Number",
+      to: user.phone_number,
+    }],
   });
   const id = await enqueue({ userId: user.id, text: "second chance" });
   assert.equal((await processUntilSettled(id)).status, "failed");

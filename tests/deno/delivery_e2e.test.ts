@@ -272,7 +272,12 @@ stackTest("the freshness check supersedes a message that no longer makes sense",
 stackTest("Twilio 429 is retried later; 21610 opts the user out", async () => {
   const user = await deliveryUser(sql());
   await catcher.behaviour({
-    failNext: [{ httpStatus: 429, code: 20429, message: "Too Many Requests" }],
+    failNext: [{
+      httpStatus: 429,
+      code: 20429,
+      message: "Too Many Requests",
+      to: user.phone_number,
+    }],
   });
   const id = await enqueue({ userId: user.id, text: "try again" });
   await processQueue();
@@ -288,6 +293,7 @@ stackTest("Twilio 429 is retried later; 21610 opts the user out", async () => {
       httpStatus: 400,
       code: 21610,
       message: "Attempt to send to unsubscribed recipient",
+      to: other.phone_number,
     }],
   });
   const refused = await enqueue({ userId: other.id, text: "hello" });

@@ -72,7 +72,7 @@ soleProcessorTest(
   async () => {
     const user = await deliveryUser(db());
     const id = await enqueue({ userId: user.id, text: "dropped before" });
-    await catcher.behaviour({ failNext: [{ dropConnection: true }] });
+    await catcher.behaviour({ failNext: [{ dropConnection: true, to: user.phone_number }] });
     await processQueue();
     assert.equal((await statusOf(id)).status, "unknown");
     assert.equal((await catcher.messages(user.phone_number)).length, 0);
@@ -93,7 +93,9 @@ soleProcessorTest(
   async () => {
     const user = await deliveryUser(db());
     const id = await enqueue({ userId: user.id, text: "dropped after" });
-    await catcher.behaviour({ failNext: [{ dropConnection: true, afterCreate: true }] });
+    await catcher.behaviour({
+      failNext: [{ dropConnection: true, afterCreate: true, to: user.phone_number }],
+    });
     await processQueue();
     assert.equal((await statusOf(id)).status, "unknown");
 
@@ -114,7 +116,9 @@ soleProcessorTest(
   async () => {
     const user = await deliveryUser(db());
     const id = await enqueue({ userId: user.id, text: "five hundred" });
-    await catcher.behaviour({ failNext: [{ httpStatus: 500, code: 20500, afterCreate: true }] });
+    await catcher.behaviour({
+      failNext: [{ httpStatus: 500, code: 20500, afterCreate: true, to: user.phone_number }],
+    });
     await processQueue();
     assert.equal((await statusOf(id)).status, "unknown");
     await pastReconcileWindow([id]);
@@ -207,11 +211,10 @@ soleProcessorTest(
       { kind: "text", match: marker, text: "Your table for two is booked for 7 pm." },
     ]);
     const id = await enqueue({ userId: user.id, data: { booking: marker, time: "19:00" } });
-    // Refused whatever else happens to be due in the same run.
-    const refusals = Array.from({ length: 20 }, () => ({ httpStatus: 429, code: 20429 }));
-    await catcher.behaviour({ failNext: refusals });
+    await catcher.behaviour({
+      failNext: [{ httpStatus: 429, code: 20429, to: user.phone_number }],
+    });
     await processQueue();
-    await catcher.behaviour({ failNext: [] });
     assert.equal((await statusOf(id)).status, "queued");
     await db()`update public.message_queue set next_attempt_at = now() where id = ${id}`;
     await processQueue();

@@ -378,3 +378,18 @@ Deno.test("the control API refuses a failure that says neither a status nor a dr
     }
   });
 });
+
+Deno.test("a failure meant for one number is passed by sends to others", async () => {
+  await withCatcher(async (c) => {
+    c.setBehaviour({ failNext: [{ httpStatus: 429, code: 20429, to: OTHER }] });
+    const mine = await create(c, SMS);
+    assert.equal(mine.status, 201);
+    await mine.body?.cancel();
+    const theirs = await create(c, { ...SMS, To: OTHER });
+    assert.equal(theirs.status, 429);
+    await theirs.body?.cancel();
+    const again = await create(c, { ...SMS, To: OTHER });
+    assert.equal(again.status, 201, "taken once");
+    await again.body?.cancel();
+  });
+});
