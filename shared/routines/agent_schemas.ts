@@ -1,8 +1,10 @@
 // The front door's routine tools as zod schemas: create_routine and the tools
 // that manage a routine by id. Steps are checked in full by create_routine in
 // SQL (the one validator every caller goes through); the shape here is what a
-// model reads. This module imports nothing of shared/agents, which imports it.
+// model reads, and `when` is compiled by the JMESPath library as well. This
+// module imports nothing of shared/agents, which imports it.
 import { z } from "zod";
+import { checkCondition, ConditionError } from "./conditions.ts";
 
 const userId = z.uuid().describe("The user, by id.");
 const routineId = z.uuid().describe("The routine, as create_routine returned it.");
@@ -32,7 +34,15 @@ const step = z.object({
     "The tool's input. Strings may hold ${steps.<id>.<path>}, ${params.<name>}, " +
       "${user.timezone}, ${user.local_date} or ${occurrence}; a step reads only earlier steps.",
   ),
-  when: z.string().min(1).max(1000).optional().describe(
+  // Compiled here too: SQL can check only its shape, the library its syntax.
+  when: z.string().min(1).max(1000).superRefine((expression, ctx) => {
+    try {
+      checkCondition(expression);
+    } catch (err) {
+      if (!(err instanceof ConditionError)) throw err;
+      ctx.addIssue({ code: "custom", message: err.message });
+    }
+  }).optional().describe(
     "A JMESPath condition over {steps, params, user}; the step is skipped when it is falsy.",
   ),
 }).strict();

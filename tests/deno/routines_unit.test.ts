@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { ConditionError, conditionHolds } from "../../shared/routines/conditions.ts";
 import { httpConfigFromEnv, refusal, signature } from "../../shared/routines/http.ts";
 import { nextRunAt } from "../../shared/routines/plan.ts";
-import { STEP_TOOL_LIST } from "../../shared/routines/agent_schemas.ts";
+import { ROUTINE_TOOL_SCHEMAS, STEP_TOOL_LIST } from "../../shared/routines/agent_schemas.ts";
 import { STEP_TOOL_NAMES, stepInputJsonSchema } from "../../shared/routines/schemas.ts";
 import { render, type Scope } from "../../shared/routines/templates.ts";
 
@@ -126,4 +126,19 @@ async function hmacHex(secret: string, text: string): Promise<string> {
 Deno.test("the agent tools list the step tools the runner has", () => {
   assert.deepEqual([...STEP_TOOL_LIST].sort(), [...STEP_TOOL_NAMES].sort());
   for (const name of STEP_TOOL_NAMES) assert.equal(stepInputJsonSchema(name).type, "object");
+});
+
+Deno.test("create_routine's input refuses a when that is not JMESPath, naming the step", () => {
+  const input = (when: string) => ({
+    user_id: crypto.randomUUID(),
+    name: "plan",
+    rrule: "FREQ=DAILY;BYHOUR=8;BYMINUTE=30",
+    steps: [{ id: "ctx", uses: "context.read" }, { id: "sms", uses: "sms.queue", when, with: {} }],
+  });
+  const schema = ROUTINE_TOOL_SCHEMAS.create_routine.input;
+  assert.equal(schema.safeParse(input("steps.ctx.open_commitments")).success, true);
+  const bad = schema.safeParse(input("steps.ctx.[[["));
+  assert.equal(bad.success, false);
+  assert.deepEqual(bad.error!.issues[0].path, ["steps", 1, "when"]);
+  assert.match(bad.error!.issues[0].message, /when is not a JMESPath expression/);
 });
