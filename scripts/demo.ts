@@ -154,8 +154,13 @@ try {
     if (["done", "failed"].includes(row.analysis_status)) done = row;
     else await new Promise((r) => setTimeout(r, 50));
   }
-  const [webhook] = await sql<{ status_code: number }[]>`
-    select status_code from net._http_response where id = ${job.request_id}`;
+  // The function answers the webhook after the analysis is stored; its answer is recorded then.
+  let webhook: { status_code: number } | undefined;
+  while (!webhook) {
+    [webhook] = await sql<{ status_code: number }[]>`
+      select status_code from net._http_response where id = ${job.request_id}`;
+    if (!webhook) await new Promise((r) => setTimeout(r, 50));
+  }
   say(`3. The insert trigger recorded a durable analysis job and, after commit, pg_net posted the`);
   say(
     `   Database Webhook to analyze-interaction: HTTP ${webhook?.status_code} after ${
