@@ -3,7 +3,7 @@
 --   rescue_lapsed_leases   leases that ran out: requeue, or unknown if sending began
 --   delivery_candidates    users with due work, urgent ones first
 --   lock_delivery_user     one of them, SKIP LOCKED, only as many as fill the batch
---   delivery_user_states   budgets, quiet hours and opt-out of the locked users
+--   delivery_user_state    budgets, quiet hours, snooze and opt-out of the locked user
 --   due_units              a user's first due units in priority order, bounded
 --   decide_delivery        the rule: claim, defer, expire, cancel or fail one unit
 -- and sends are marked one message at a time (start_sending), just before each
@@ -192,11 +192,12 @@ begin
 end
 $$;
 
-create or replace function public.delivery_user_states(p_users uuid[], p_now timestamptz)
-returns setof public.delivery_user_state
+create or replace function public.delivery_user_state(p_user_id uuid, p_now timestamptz)
+returns public.delivery_user_state
 language plpgsql stable security definer set search_path = '' as $$
+declare
+  v_state public.delivery_user_state;
 begin
-  return query
   select u.id, u.timezone, u.quiet_hours_start, u.quiet_hours_end,
          case when coalesce(u.last_inbound_at > p_now - interval '10 minutes', false) then null
               else public.quiet_hours_end(p_now, u.timezone, u.quiet_hours_start, u.quiet_hours_end)
@@ -210,6 +211,7 @@ begin
          (p_now at time zone u.timezone)::date,
          u.daily_message_limit, u.hourly_message_limit,
          coalesce(b.units_used, 0), h.hour_used, h.oldest_spend, coalesce(b.urgent_used, 0)
+    into v_state
     from public.users u
     left join public.user_message_budget b
       on b.user_id = u.id and b.local_date = (p_now at time zone u.timezone)::date
@@ -219,8 +221,8 @@ begin
        where q.user_id = u.id and q.unit_kind is not null
          and q.unit_spent_at > p_now - interval '1 hour'
    ) h
-    join unnest(p_users) with ordinality as l(user_id, n) on l.user_id = u.id
-   order by l.n;
+   where u.id = p_user_id;
+  return v_state;
 end
 $$;
 
@@ -488,7 +490,7 @@ begin
     continue users when not public.lock_delivery_user(v_candidate);
     -- Read after the lock, in a later statement: its snapshot sees what the
     -- processor that held this user last committed.
-    select * into v_user from public.delivery_user_states(array[v_candidate], v_now);
+    v_user := public.delivery_user_state(v_candidate, v_now);
     for v_unit in select * from public.due_units(v_user.user_id, v_now, least(p_limit, v_budget)) loop
       exit users when v_room <= 0 or v_budget <= 0;
       v_budget := v_budget - 1;
@@ -1067,7 +1069,7 @@ begin
     'public.rescue_lapsed_leases(timestamptz)',
     'public.delivery_candidates(integer, timestamptz)',
     'public.lock_delivery_user(uuid)',
-    'public.delivery_user_states(uuid[], timestamptz)',
+    'public.delivery_user_state(uuid, timestamptz)',
     'public.due_units(uuid, timestamptz, integer)',
     'public.decide_delivery(public.delivery_user_state, public.delivery_unit, timestamptz, interval)',
     'public.claim_messages(integer, integer)',

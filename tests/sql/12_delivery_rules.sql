@@ -3,7 +3,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 set search_path = public, extensions;
-select plan(22);
+select plan(24);
 
 create temp table t as select date_trunc('minute', now()) as now;
 
@@ -106,6 +106,22 @@ select enqueue_message('00000000-0000-4000-8000-00000000d002', 'test', 'urgent',
 select is((select array_agg(c)::text from delivery_candidates(100, now()) c),
   '{00000000-0000-4000-8000-00000000d002,00000000-0000-4000-8000-00000000d001}',
   'a user with due urgent work comes before older due work');
+
+-- delivery_user_state: what one user may still receive, read from the tables.
+insert into user_message_budget (user_id, local_date, units_used, urgent_used)
+values ('00000000-0000-4000-8000-00000000d001', (now() at time zone 'UTC')::date, 3, 1);
+update users set quiet_hours_start = (date_trunc('minute', now() at time zone 'UTC') - interval '1 hour')::time,
+                 quiet_hours_end = (date_trunc('minute', now() at time zone 'UTC') + interval '1 hour')::time,
+                 snoozed_until = now() + interval '1 day'
+ where id = '00000000-0000-4000-8000-00000000d001';
+select is((select (s.daily_used, s.urgent_used, s.quiet_until - date_trunc('minute', now()),
+                   s.snoozed_until - now())::text
+             from delivery_user_state('00000000-0000-4000-8000-00000000d001', now()) s),
+  '(3,1,01:00:00,"1 day")', 'the day''s units, the end of quiet hours and the snooze');
+update users set last_inbound_at = now() - interval '5 minutes'
+ where id = '00000000-0000-4000-8000-00000000d001';
+select is((select quiet_until from delivery_user_state('00000000-0000-4000-8000-00000000d001', now())),
+  null, 'an inbound text in the last 10 minutes lifts quiet hours');
 
 select * from finish();
 rollback;
