@@ -128,24 +128,34 @@ export async function deliverDueMessages(
   const summary = emptyDeliverySummary();
   const logs: ClaudeLog[] = [];
   const outcomes = new Outcomes(deps, summary);
+  const starter = new SendStarter(deps.sql);
   // Claimed units not yet started. Workers take them one at a time, so a slow
-  // render holds up only its own unit; a new batch is claimed when none is left.
+  // render holds up only its own unit. The next batch is claimed while the last
+  // workers of this one are still busy, so no worker waits on a claim it could
+  // have had ready.
   const ready: ClaimedUnit[] = [];
   let exhausted = false;
+  const claimFailures: unknown[] = [];
   let claiming: Promise<void> | null = null;
   const refill = () =>
     claiming ??= claimBatch(deps, opts, summary).then((units) => {
       ready.push(...units.ready);
       if (!units.progressed) exhausted = true;
+    }, (error) => {
+      // What is already claimed still goes out; the run then reports the failure.
+      claimFailures.push(error);
+      exhausted = true;
     }).finally(() => (claiming = null));
+  const mayClaim = () => !exhausted && deps.now() < opts.deadline;
   const worker = async () => {
     for (;;) {
       const unit = ready.shift();
       if (unit) {
-        await deliverUnit(deps, opts, unit, summary, outcomes, logs);
+        if (ready.length < opts.concurrency && mayClaim()) void refill();
+        await deliverUnit(deps, opts, unit, summary, outcomes, starter, logs);
         continue;
       }
-      if (exhausted || deps.now() >= opts.deadline) return;
+      if (!mayClaim()) return;
       await refill();
     }
   };
@@ -155,6 +165,7 @@ export async function deliverDueMessages(
   } finally {
     if (logs.length) await writeClaudeLogs(deps.sql, logs);
   }
+  if (claimFailures.length > 0) throw claimFailures[0];
   return summary;
 }
 
@@ -210,6 +221,7 @@ async function deliverUnit(
   unit: ClaimedUnit,
   summary: DeliverySummary,
   outcomes: Outcomes,
+  starter: SendStarter,
   logs: ClaudeLog[],
 ): Promise<void> {
   const prepared = deps.now() >= opts.deadline
@@ -226,7 +238,7 @@ async function deliverUnit(
       return;
     }
     const sms = toSmsText(prepared.bodies[i]);
-    const verdict = await startSending(deps.sql, unit.token, m.id, sms);
+    const verdict = await starter.start(unit.token, m.id, sms);
     if (verdict !== "go") {
       tallyRefusal(summary, verdict);
       await outcomes.record(unit.token, rest.slice(1).map((r) => release(deps, r)));
@@ -251,19 +263,61 @@ async function deliverUnit(
   }
 }
 
-type StartVerdict = "go" | "cancelled" | "expired" | "deferred" | "lost";
+const startVerdicts = z.record(
+  z.string(),
+  z.enum(["go", "cancelled", "expired", "deferred", "lost"]),
+);
+type StartVerdict = z.infer<typeof startVerdicts>[string];
 
-/** Marks one message just before its own request; anything but "go" means do not send. */
-async function startSending(
-  sql: Sql,
-  token: string,
-  id: string,
-  sms: SmsText,
-): Promise<StartVerdict> {
-  const [{ verdict }] = await sql<{ verdict: StartVerdict }[]>`
-    select public.start_sending(${token}, ${id}, ${sms.text}, ${sms.encoding}, ${sms.segments})
-      as verdict`;
-  return verdict;
+interface StartRequest {
+  token: string;
+  id: string;
+  sms: SmsText;
+  settle: (verdict: Promise<StartVerdict>) => void;
+}
+
+/**
+ * Marks each message just before its own request (start_sending), and says
+ * whether it may go. Messages asked for while a mark is on its way go together
+ * in the next statement: a busy processor pays one round trip for many sends,
+ * and no message waits for others to be ready.
+ */
+export class SendStarter {
+  private waiting: StartRequest[] = [];
+  private marking = false;
+
+  constructor(private sql: Sql) {}
+
+  start(token: string, id: string, sms: SmsText): Promise<StartVerdict> {
+    return new Promise((settle) => {
+      this.waiting.push({ token, id, sms, settle });
+      if (!this.marking) void this.markWaiting();
+    });
+  }
+
+  private async markWaiting(): Promise<void> {
+    this.marking = true;
+    while (this.waiting.length > 0) {
+      const group = this.waiting.splice(0);
+      const marked = this.mark(group);
+      for (const r of group) r.settle(marked.then((verdicts) => verdicts[r.id] ?? "lost"));
+      await marked.catch(() => {});
+    }
+    this.marking = false;
+  }
+
+  private async mark(group: StartRequest[]): Promise<Record<string, StartVerdict>> {
+    const items = group.map((r) => ({
+      claim_token: r.token,
+      id: r.id,
+      body: r.sms.text,
+      encoding: r.sms.encoding,
+      segments: r.sms.segments,
+    }));
+    const [{ verdicts }] = await this.sql<{ verdicts: unknown }[]>`
+      select public.start_sending(${JSON.stringify(items)}::text::jsonb) as verdicts`;
+    return startVerdicts.parse(verdicts);
+  }
 }
 
 function tallyRefusal(summary: DeliverySummary, verdict: Exclude<StartVerdict, "go">): void {

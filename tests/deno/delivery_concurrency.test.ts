@@ -2,6 +2,8 @@
 // out exactly once and no cap is ever exceeded.
 import assert from "node:assert/strict";
 import { sendSms } from "../../shared/twilio/client.ts";
+import { SendStarter } from "../../shared/delivery/processor.ts";
+import { toSmsText } from "../../shared/delivery/gsm.ts";
 import { createUsers, db, functionUrl, stackTest, waitFor } from "./helpers.ts";
 import {
   catcher,
@@ -102,8 +104,9 @@ soleProcessorTest(
     const user = await deliveryUser(sql);
     const id = await enqueue({ userId: user.id, text: "did it go?" });
     const token = await claimFor(user.id);
+    const items = [{ claim_token: token, id, body: "did it go?" }];
     const [{ verdict }] = await sql<{ verdict: string }[]>`
-      select public.start_sending(${token}, ${id}, ${"did it go?"}) as verdict`;
+      select public.start_sending(${JSON.stringify(items)}::text::jsonb) ->> ${id} as verdict`;
     assert.equal(verdict, "go");
     const outcome = await sendSms({
       accountSid: "AC_local_catcher",
@@ -135,5 +138,39 @@ soleProcessorTest(
     assert.equal((await statusOf(id)).status, "delivered");
     const [row] = await sql`select twilio_sid from public.message_queue where id = ${id}`;
     assert.equal(row.twilio_sid, sent.sid);
+  },
+);
+
+soleProcessorTest(
+  "messages ready to leave together are marked in one statement, each with its own verdict",
+  async () => {
+    const sql = db();
+    const user = await deliveryUser(sql);
+    const ids = [
+      await enqueue({ userId: user.id, text: "together one" }),
+      await enqueue({ userId: user.id, text: "together two" }),
+      await enqueue({ userId: user.id, text: "together three" }),
+    ];
+    const token = await claimFor(user.id);
+    let statements = 0;
+    const counted = ((strings: TemplateStringsArray, ...values: unknown[]) => {
+      statements++;
+      return sql(strings, ...(values as never[]));
+    }) as unknown as typeof sql;
+    const starter = new SendStarter(counted);
+    const sms = toSmsText("together");
+    // The first is marked at once; the two asked for while it is on its way go
+    // together, and the one with a token that is not its claim's is refused alone.
+    const verdicts = await Promise.all([
+      starter.start(token, ids[0], sms),
+      starter.start(token, ids[1], sms),
+      starter.start(crypto.randomUUID(), ids[2], sms),
+    ]);
+    assert.deepEqual(verdicts, ["go", "go", "lost"]);
+    assert.equal(statements, 2);
+    const rows = await sql<{ id: string; started: boolean }[]>`
+      select id, send_started_at is not null as started from public.message_queue
+       where id = any(${ids}) order by array_position(${ids}::uuid[], id)`;
+    assert.deepEqual(rows.map((r) => r.started), [true, true, false]);
   },
 );

@@ -124,7 +124,9 @@ select is(pg_temp.st('e stale'), 'expired', 'past its expiry a message is expire
 -- Outcomes
 create temp table a_token as select (c ->> 'claim_token')::uuid as t from claim1;
 select is(
-  (select array_agg(start_sending((select t from a_token), id, final_message) order by final_message)::text
+  (select array_agg(start_sending(jsonb_build_array(jsonb_build_object(
+            'claim_token', (select t from a_token), 'id', id, 'body', final_message))) ->> id::text
+          order by final_message)::text
      from message_queue where final_message in ('a high', 'a medium')),
   '{go,go}', 'start_sending lets what this claim holds go');
 select is(

@@ -83,8 +83,10 @@ select enqueue_message('00000000-0000-4000-8000-00000000a008', 'test', 'medium',
                        p_supersede_key := 'weather');
 create temp table claim4 as select claim_messages(100, 60) as c;
 create function pg_temp.start(p_body text) returns text language sql as $$
-  select public.start_sending((select (c ->> 'claim_token')::uuid from claim4),
-                              (select id from public.message_queue where final_message = p_body), p_body)
+  select public.start_sending(jsonb_build_array(jsonb_build_object(
+           'claim_token', (select (c ->> 'claim_token')::uuid from claim4), 'id', m.id, 'body', p_body)))
+           ->> m.id::text
+    from public.message_queue m where m.final_message = p_body
 $$;
 select is(pg_temp.st('to stop'), 'sending', 'claimed');
 select is((record_inbound_sms('+19995550175', '+19995550100', 'STOP', 'SM' || repeat('9', 32)) ->> 'action'),

@@ -96,8 +96,10 @@ select is(pg_temp.next('s high'), now(), 'unsnoozed: due at once');
 select enqueue_message('00000000-0000-4000-8000-00000000b0d1', 'test', 'medium', null, 'd to snooze');
 create temp table claim2 as select claim_messages(100, 60) as c;
 select snooze_user('00000000-0000-4000-8000-00000000b0d1', now() + interval '1 hour', null);
-select is(start_sending((select (c ->> 'claim_token')::uuid from claim2),
-                        (select id from message_queue where final_message = 'd to snooze'), 'd to snooze'),
+select is((select start_sending(jsonb_build_array(jsonb_build_object(
+              'claim_token', (select (c ->> 'claim_token')::uuid from claim2), 'id', m.id,
+              'body', m.final_message))) ->> m.id::text
+              from message_queue m where m.final_message = 'd to snooze'),
   'deferred', 'snoozed between claim and send: not sent');
 select is((select wait_reason from message_queue where final_message = 'd to snooze'), 'snoozed',
   'it waits for the snooze end');
