@@ -61,6 +61,8 @@ export interface CatcherBehaviour {
   latencyMs: number;
   /** Canned failures, consumed one per authenticated create request. */
   failNext: CatcherFailure[];
+  /** Refuse a create request with a streamed (chunked) body with 411, as some edges do. */
+  lengthRequired: boolean;
 }
 
 export interface InboundSms {
@@ -115,6 +117,7 @@ const failureSchema = z
 const behaviourSchema = z.strictObject({
   latencyMs: z.number().int().min(0).optional(),
   failNext: z.array(failureSchema).optional(),
+  lengthRequired: z.boolean().optional(),
 });
 const inboundSchema = z.strictObject({
   url: z.url(),
@@ -338,7 +341,7 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
   const log = opts.log;
   let caught: CaughtMessage[] = [];
   let requestCount = 0;
-  let behaviour: CatcherBehaviour = { latencyMs: 0, failNext: [] };
+  let behaviour: CatcherBehaviour = { latencyMs: 0, failNext: [], lengthRequired: false };
   // Answers not yet given (delayed or hung), each with the way to abandon it on stop.
   const pending = new Set<() => void>();
 
@@ -410,6 +413,9 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
   ): void {
     requestCount++;
     if (!isAuthentic(req, pathSid)) return refuseCredentials(res);
+    if (behaviour.lengthRequired && req.headers["transfer-encoding"] !== undefined) {
+      return sendJson(res, 411, { message: "Length Required" });
+    }
     const form = new URLSearchParams(text);
     const failure = takeFailure(form.get("To"));
     const failsAfterCreate = failure?.afterCreate || failure?.acceptThenHang;
@@ -517,6 +523,7 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
     behaviour = {
       latencyMs: b.latencyMs ?? behaviour.latencyMs,
       failNext: b.failNext ? [...b.failNext] : behaviour.failNext,
+      lengthRequired: b.lengthRequired ?? behaviour.lengthRequired,
     };
   }
 
@@ -537,7 +544,7 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
     if (route === "POST /__catcher/reset") {
       caught = [];
       requestCount = 0;
-      behaviour = { latencyMs: 0, failNext: [] };
+      behaviour = { latencyMs: 0, failNext: [], lengthRequired: false };
       return sendJson(res, 200, { ok: true });
     }
     if (route === "POST /__catcher/behaviour") {

@@ -118,10 +118,18 @@ const messagesUrl = (cfg: TwilioConfig) => `${cfg.baseUrl}${messagesPath(cfg.acc
 
 // Over HTTP/1.1, Deno's fetch silently sends a request again when a reused keep-alive connection
 // closes without an answer, even after the server read it: a second text if Twilio had created
-// the first. So no request of ours to Twilio leaves a connection for a send to reuse, and a drop
-// is an error we see. (HTTP/2 has no such header, hyper drops it, and h2 retries only streams the
-// server refused unprocessed.)
+// the first. It cannot replay a streamed body, so a send's body is streamed: the connection is
+// reused, and a drop is an error we see. (A connection per text cost the bench's 20,000-text
+// drain 8.69 s against 6.49 s reused.) (Over HTTP/2 the body is DATA frames, and h2 retries only streams the server
+// refused unprocessed.)
+//
+// Over HTTP/1.1 a streamed body is chunked. A server that will not take that says so before
+// doing anything, with 411 (or 501); the text then goes again at once with a fixed length, on a
+// connection of its own (`connection: close`, so nothing can replay it), and so does every
+// later text to that API from this process.
+const FIXED_LENGTH_ONLY = new Set<string>();
 const NO_REUSE = { connection: "close" } as const;
+const refusesStreamedBody = (status: number) => status === 411 || status === 501;
 
 function basicAuth(user: string, password: string): string {
   const bytes = new TextEncoder().encode(`${user}:${password}`);
@@ -211,19 +219,27 @@ export async function sendSms(
   }
   // One signal for the whole exchange, so a body that stalls also ends as "unknown".
   const signal = AbortSignal.timeout(cfg.timeoutMs);
-  let res: Response;
-  try {
-    res = await deps.fetch(messagesUrl(cfg), {
+  const post = (streamed: boolean) =>
+    deps.fetch(messagesUrl(cfg), {
       method: "POST",
       headers: {
         authorization: basicAuth(cfg.accountSid, cfg.authToken),
         "content-type": "application/x-www-form-urlencoded",
         accept: "application/json",
-        ...NO_REUSE,
+        ...(streamed ? {} : NO_REUSE),
       },
-      body: form,
+      body: streamed ? new Blob([form.toString()]).stream() : form,
       signal,
     });
+  let res: Response;
+  try {
+    const streamed = !FIXED_LENGTH_ONLY.has(cfg.baseUrl);
+    res = await post(streamed);
+    if (streamed && refusesStreamedBody(res.status)) {
+      await res.body?.cancel();
+      FIXED_LENGTH_ONLY.add(cfg.baseUrl);
+      res = await post(false);
+    }
   } catch (err) {
     return classifyFetchError(err, cfg.timeoutMs);
   }
@@ -424,8 +440,8 @@ async function fetchMessagesPage(
       headers: {
         authorization: basicAuth(cfg.accountSid, cfg.authToken),
         accept: "application/json",
-        ...NO_REUSE,
       },
+      // A GET sent again is harmless, so it may reuse a connection.
       signal: AbortSignal.timeout(cfg.timeoutMs),
     });
     return parseMessagesPage(res.status, await res.text());

@@ -56,11 +56,11 @@ create or replace function public.start_sending(p_items jsonb) returns jsonb
 language plpgsql security definer set search_path = '' as $$
 declare
   v_now timestamptz := now();
-  v_ids uuid[];
-  v_group jsonb;
   v_verdicts jsonb;
-  v_go uuid[];
-  v_defer uuid[];
+  v_go jsonb;
+  v_go_ids uuid[];
+  v_defer jsonb;
+  v_defer_ids uuid[];
   v_defer_until timestamptz[];
   v_defer_reasons text[];
   v_end uuid[];
@@ -69,44 +69,41 @@ begin
   if jsonb_typeof(p_items) is distinct from 'array' then
     raise exception 'p_items must be an array of {claim_token, id, body}' using errcode = '22023';
   end if;
-  v_ids := array(select (x ->> 'id')::uuid from jsonb_array_elements(p_items) x order by 1);
-  if cardinality(v_ids) = 0 then
-    return '{}'::jsonb;
-  end if;
-  -- Locked in one order, by primary key; read again below, after the lock.
-  perform 1 from public.message_queue where id = any(v_ids) order by id for update;
-
-  -- The verdict of each item, on the rows as they are now that they are locked.
-  select jsonb_agg(jsonb_build_object(
-           'id', i.id, 'body', i.body, 'encoding', i.encoding, 'segments', i.segments,
-           'verdict', case when m.id is null or m.claim_token is distinct from i.claim_token
-                                or m.status <> 'sending' or m.locked_until <= v_now
-                                or m.send_started_at is not null then 'lost'
-                           else v.verdict end,
-           'wait_until', v.wait_until, 'wait_reason', v.wait_reason))
-    into v_group
-    from jsonb_to_recordset(p_items) as i(claim_token uuid, id uuid, body text, encoding text,
-                                          segments integer)
-    -- Each row by its key (LIMIT keeps these lateral, so no statistics turn them into
-    -- scans of the whole users table).
-    left join lateral (
-      select * from public.message_queue q where q.id = i.id limit 1) m on true
-    left join lateral (
-      select * from public.users s where s.id = m.user_id limit 1) u on true
-    left join lateral public.send_time_verdict(
-      m.priority, m.expires_at, u.sms_opted_out_at, u.snoozed_until, u.last_inbound_at,
-      u.timezone, u.quiet_hours_start, u.quiet_hours_end, v_now) v on true;
-
-  select jsonb_object_agg(g.id, g.verdict),
-         array_agg(g.id) filter (where g.verdict = 'go'),
-         array_agg(g.id) filter (where g.verdict = 'deferred'),
-         array_agg(g.wait_until) filter (where g.verdict = 'deferred'),
-         array_agg(g.wait_reason) filter (where g.verdict = 'deferred'),
-         array_agg(g.id) filter (where g.verdict in ('cancelled', 'expired')),
-         array_agg(g.verdict) filter (where g.verdict in ('cancelled', 'expired'))
-    into v_verdicts, v_go, v_defer, v_defer_until, v_defer_reasons, v_end, v_end_statuses
-    from jsonb_to_recordset(v_group) as g(id uuid, verdict text, wait_until timestamptz,
-                                          wait_reason text);
+  -- One statement locks each row (in key order), reads it as it is once locked,
+  -- and judges it. Each row is found by its key: LIMIT keeps the lookups lateral,
+  -- so no statistics turn them into scans of a whole table.
+  with item as (
+    select * from jsonb_to_recordset(p_items)
+      as i(claim_token uuid, id uuid, body text, encoding text, segments integer)
+     order by i.id
+  ), judged as (
+    select i.id, i.body, i.encoding, i.segments, v.wait_until, v.wait_reason,
+           case when m.id is null or m.claim_token is distinct from i.claim_token
+                     or m.status <> 'sending' or m.locked_until <= v_now
+                     or m.send_started_at is not null then 'lost'
+                else v.verdict end as verdict
+      from item i
+      left join lateral (
+        select * from public.message_queue q where q.id = i.id limit 1 for update) m on true
+      left join lateral (
+        select * from public.users s where s.id = m.user_id limit 1) u on true
+      left join lateral public.send_time_verdict(
+        m.priority, m.expires_at, u.sms_opted_out_at, u.snoozed_until, u.last_inbound_at,
+        u.timezone, u.quiet_hours_start, u.quiet_hours_end, v_now) v on true
+  )
+  select coalesce(jsonb_object_agg(id, verdict), '{}'::jsonb),
+         jsonb_agg(jsonb_build_object('id', id, 'body', body, 'encoding', encoding,
+                                      'segments', segments)) filter (where verdict = 'go'),
+         array_agg(id) filter (where verdict = 'go'),
+         jsonb_agg(jsonb_build_object('id', id, 'body', body)) filter (where verdict = 'deferred'),
+         array_agg(id) filter (where verdict = 'deferred'),
+         array_agg(wait_until) filter (where verdict = 'deferred'),
+         array_agg(wait_reason) filter (where verdict = 'deferred'),
+         array_agg(id) filter (where verdict in ('cancelled', 'expired')),
+         array_agg(verdict) filter (where verdict in ('cancelled', 'expired'))
+    into v_verdicts, v_go, v_go_ids, v_defer, v_defer_ids, v_defer_until, v_defer_reasons, v_end,
+         v_end_statuses
+    from judged;
 
   if v_go is not null then
     -- updated_at is left alone: no indexed column changes, so the update can stay
@@ -114,17 +111,16 @@ begin
     update public.message_queue m
        set send_started_at = v_now, attempts = m.attempts + 1, rendered_body = g.body,
            encoding = g.encoding, segments = g.segments
-      from jsonb_to_recordset(v_group) as g(id uuid, body text, encoding text, segments integer,
-                                            verdict text)
-     where g.verdict = 'go' and m.id = g.id and m.id = any(v_go);
+      from jsonb_to_recordset(v_go) as g(id uuid, body text, encoding text, segments integer)
+     where m.id = g.id and m.id = any(v_go_ids);
   end if;
   if v_defer is not null then
     update public.message_queue m
        set updated_at = now(), status = 'queued', claim_token = null, locked_until = null,
            rendered_body = g.body
-      from jsonb_to_recordset(v_group) as g(id uuid, body text, verdict text)
-     where g.verdict = 'deferred' and m.id = g.id and m.id = any(v_defer);
-    perform public.defer_messages(v_defer, v_defer_until, v_defer_reasons,
+      from jsonb_to_recordset(v_defer) as g(id uuid, body text)
+     where m.id = g.id and m.id = any(v_defer_ids);
+    perform public.defer_messages(v_defer_ids, v_defer_until, v_defer_reasons,
       array(select replace(r, '_', ' ') || ' began before it was sent' from unnest(v_defer_reasons) r));
   end if;
   if v_end is not null then
@@ -133,7 +129,9 @@ begin
       array(select case s when 'cancelled' then 'user opted out of SMS'
                           else 'expired before it could be sent' end from unnest(v_end_statuses) s));
   end if;
-  perform public.refund_units(v_defer || v_end);
+  if v_defer_ids is not null or v_end is not null then
+    perform public.refund_units(coalesce(v_defer_ids, '{}') || coalesce(v_end, '{}'));
+  end if;
   return v_verdicts;
 end
 $$;

@@ -155,7 +155,11 @@ Deno.test("another process can drive the catcher through its HTTP control API", 
   await withReceiver(async (url, received) => {
     await withCatcher(async (c) => {
       const set = await control(c, "behaviour", { failNext: [{ httpStatus: 503 }] });
-      assert.deepEqual(await set.json(), { latencyMs: 0, failNext: [{ httpStatus: 503 }] });
+      assert.deepEqual(await set.json(), {
+        latencyMs: 0,
+        failNext: [{ httpStatus: 503 }],
+        lengthRequired: false,
+      });
       const refused = await create(c, SMS);
       assert.equal(refused.status, 503);
       assert.equal(typeof (await refused.json()).message, "string");

@@ -196,6 +196,19 @@ Deno.test("a drop on a reused connection after Twilio created the message is sen
   });
 });
 
+Deno.test("an edge that refuses a streamed body (411) gets the text once, with a fixed length", async () => {
+  await withCatcher(async (catcher, cfg) => {
+    catcher.setBehaviour({ lengthRequired: true });
+    assert.equal((await sendSms(cfg, SMS, { fetch })).kind, "accepted");
+    assert.equal(catcher.requests(), 2, "refused unread, then sent again with a length");
+    assert.equal(catcher.messages().length, 1);
+    // Later texts to that API go with a fixed length at once.
+    assert.equal((await sendSms(cfg, SMS, { fetch })).kind, "accepted");
+    assert.equal(catcher.requests(), 3);
+    assert.equal(catcher.messages().length, 2);
+  });
+});
+
 Deno.test("Twilio accepting but never answering is unknown", async () => {
   await withCatcher(async (catcher, cfg) => {
     catcher.setBehaviour({ failNext: [{ httpStatus: 201, acceptThenHang: true }] });
