@@ -335,14 +335,14 @@ function tallyRefusal(summary: DeliverySummary, verdict: Exclude<StartVerdict, "
 }
 
 /**
- * Outcomes, recorded a few at a time (complete_messages costs about as much for
- * one outcome as for twenty), while the workers go on sending. Each message is
- * still marked alone, just before its own request: an outcome not yet recorded
- * when the process dies leaves its message "unknown", and reconciliation
- * settles it.
+ * Outcomes, written 50 at a time while the workers go on sending (a call has a
+ * large fixed cost: 4,000 outcomes took 798 ms in calls of 20 and 425 ms in
+ * calls of 100). Each message is still marked just before its own request, so
+ * an outcome not yet written when the process dies leaves its message
+ * "unknown", and reconciliation settles it.
  */
 class Outcomes {
-  static readonly WRITE_AT = 20;
+  static readonly WRITE_AT = 50;
   private pending = new Map<string, Result[]>();
   private count = 0;
   private writing: Promise<void> | null = null;
