@@ -137,7 +137,7 @@ end
 $$;
 
 -- One claim, as before, with each row found by its key (the keys are in the
--- statement, so a table the statistics call small is not scanned whole) --------------------------------------------------------------------------
+-- statement, so a table the statistics call small is not scanned whole) ------------
 -- Rescue lapsed leases, lock users, decide their first due units, apply. At most
 -- p_limit messages are claimed and 4 x p_limit units decided, whatever the
 -- backlog; every unit read gets a decision that moves it out of the due set, so
@@ -290,7 +290,7 @@ begin
 end
 $$;
 
--- Outcomes, as before, with each message found by its key ---------------------------------------------------------------------------
+-- Outcomes, as before, with each message found by its key ----------------------------
 -- Each result: {id, outcome, twilio_sid?, from?, error_code?, error?, retry_at?}
 -- outcome: sent | retry | render_retry | release | failed | opted_out | unknown | superseded |
 --          render_too_long
