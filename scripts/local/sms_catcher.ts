@@ -87,6 +87,8 @@ export interface SmsCatcher {
   messages(): CaughtMessage[];
   /** Create requests received, whatever their outcome. */
   requests(): number;
+  /** Connections clients opened to the catcher. */
+  connections(): number;
   /** Sets the given fields; a given failNext replaces the queue. */
   setBehaviour(b: Partial<CatcherBehaviour>): void;
   postInbound(opts: InboundSms): Promise<Response>;
@@ -589,6 +591,8 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
       });
     });
   });
+  let connectionCount = 0;
+  server.on("connection", () => connectionCount++);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(opts.port ?? 0, "127.0.0.1", () => resolve());
@@ -601,6 +605,7 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
     authToken,
     messages: () => [...caught],
     requests: () => requestCount,
+    connections: () => connectionCount,
     setBehaviour,
     postInbound,
     postStatus,

@@ -63,6 +63,11 @@ export interface DeliverySummary {
 
 export interface DeliveryDeps {
   sql: Sql;
+  /**
+   * Marks each message just before its request. One per process, so the runs an
+   * isolate serves at once are marked together.
+   */
+  starter: SendStarter;
   sendSms: (msg: SmsToSend) => Promise<SendOutcome>;
   /** Claude, for rendering message_data and freshness checks; null when not configured. */
   complete: Complete | null;
@@ -127,8 +132,7 @@ export async function deliverDueMessages(
 ): Promise<DeliverySummary> {
   const summary = emptyDeliverySummary();
   const logs: ClaudeLog[] = [];
-  const outcomes = new Outcomes(deps, summary);
-  const starter = new SendStarter(deps.sql);
+  const outcomes = new Outcomes(deps.sql, summary);
   // Claimed units not yet started. Workers take them one at a time, so a slow
   // render holds up only its own unit. The next batch is claimed while the last
   // workers of this one are still busy, so no worker waits on a claim it could
@@ -152,7 +156,7 @@ export async function deliverDueMessages(
       const unit = ready.shift();
       if (unit) {
         if (ready.length < opts.concurrency && mayClaim()) void refill();
-        await deliverUnit(deps, opts, unit, summary, outcomes, starter, logs);
+        await deliverUnit(deps, opts, unit, summary, outcomes, logs);
         continue;
       }
       if (!mayClaim()) return;
@@ -224,7 +228,6 @@ async function deliverUnit(
   unit: ClaimedUnit,
   summary: DeliverySummary,
   outcomes: Outcomes,
-  starter: SendStarter,
   logs: ClaudeLog[],
 ): Promise<void> {
   const prepared = deps.now() >= opts.deadline
@@ -241,7 +244,7 @@ async function deliverUnit(
       return;
     }
     const sms = toSmsText(prepared.bodies[i]);
-    const verdict = await starter.start(unit.token, m.id, sms);
+    const verdict = await deps.starter.start(unit.token, m.id, sms);
     if (verdict !== "go") {
       tallyRefusal(summary, verdict);
       outcomes.record(unit.token, rest.slice(1).map((r) => release(deps, r)));
@@ -335,59 +338,70 @@ function tallyRefusal(summary: DeliverySummary, verdict: Exclude<StartVerdict, "
 }
 
 /**
- * Outcomes, written 20 at a time while the workers go on sending (a call has a
- * large fixed cost: 4,000 outcomes took 798 ms in calls of 20 and 425 ms in
- * calls of 100, yet the bench drained 20,000 texts at 2,670 and 2,704 a second
- * writing 20 at a time, 2,047 and 2,309 writing 50). Each message is still
- * marked just before its own request, so an outcome not yet written when the
- * process dies leaves its message "unknown", and reconciliation settles it.
+ * Outcomes, written in one call whatever claims they belong to (the next batch
+ * is claimed while this one's last sends go): at once when WRITE_AT are
+ * waiting, or WAIT_MS after the first of them, so a slow trickle of sends
+ * still shows "sent" promptly. A call has a large fixed cost (4,000 outcomes
+ * took 798 ms in calls of 20 and 425 ms in calls of 100). Each message is
+ * still marked just before its own request, so an outcome not yet written
+ * when the process dies leaves its message "unknown", and reconciliation
+ * settles it.
  */
-class Outcomes {
-  static readonly WRITE_AT = 20;
-  private pending = new Map<string, Result[]>();
-  private count = 0;
+export class Outcomes {
+  static readonly WRITE_AT = 100;
+  static readonly WAIT_MS = 250;
+  private pending: (Result & { claim_token: string })[] = [];
   private writing: Promise<void> | null = null;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private flushing = false;
   private failures: unknown[] = [];
 
-  constructor(private deps: DeliveryDeps, private summary: DeliverySummary) {}
+  constructor(private sql: Sql, private summary: DeliverySummary) {}
 
   record(token: string, results: Result[]): void {
-    if (results.length === 0) return;
-    this.pending.set(token, [...(this.pending.get(token) ?? []), ...results]);
-    this.count += results.length;
-    if (this.count >= Outcomes.WRITE_AT) {
-      this.writing ??= this.writeWhileFull().finally(() => (this.writing = null));
-    }
+    for (const r of results) this.pending.push({ claim_token: token, ...r });
+    this.schedule();
   }
 
   /** Writes what is left; throws what any write met. */
   async flush(): Promise<void> {
+    this.flushing = true;
+    clearTimeout(this.timer);
     await this.writing;
     await this.write().catch((err) => this.failures.push(err));
     if (this.failures.length > 0) throw this.failures[0];
   }
 
-  private async writeWhileFull(): Promise<void> {
-    while (this.count >= Outcomes.WRITE_AT) {
-      await this.write().catch((err) => this.failures.push(err));
-    }
+  // The writer looks again when it is done, so one write is on its way at a time.
+  private schedule(): void {
+    if (this.writing || this.flushing || this.pending.length === 0) return;
+    if (this.pending.length >= Outcomes.WRITE_AT) this.startWriting();
+    else this.timer ??= setTimeout(() => this.startWriting(), Outcomes.WAIT_MS);
+  }
+
+  private startWriting(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.writing = this.write().catch((err) => {
+      this.failures.push(err);
+    }).finally(() => {
+      this.writing = null;
+      this.schedule();
+    });
   }
 
   private async write(): Promise<void> {
-    const batches = [...this.pending];
-    this.pending = new Map();
-    this.count = 0;
-    for (const [token, results] of batches) {
-      const [{ counts }] = await this.deps.sql<{ counts: Record<string, number> }[]>`
-        select public.complete_messages(${token}, ${JSON.stringify(results)}::text::jsonb)
-          as counts`;
-      this.summary.sent += counts.sent ?? 0;
-      this.summary.superseded += counts.superseded ?? 0;
-      this.summary.failed += (counts.failed ?? 0) + (counts.opted_out ?? 0) +
-        (counts.render_too_long ?? 0);
-      this.summary.retried += (counts.retry ?? 0) + (counts.render_retry ?? 0);
-      this.summary.unknown += counts.unknown ?? 0;
-    }
+    if (this.pending.length === 0) return;
+    const results = this.pending;
+    this.pending = [];
+    const [{ counts }] = await this.sql<{ counts: Record<string, number> }[]>`
+      select public.complete_messages(${JSON.stringify(results)}::text::jsonb) as counts`;
+    this.summary.sent += counts.sent ?? 0;
+    this.summary.superseded += counts.superseded ?? 0;
+    this.summary.failed += (counts.failed ?? 0) + (counts.opted_out ?? 0) +
+      (counts.render_too_long ?? 0);
+    this.summary.retried += (counts.retry ?? 0) + (counts.render_retry ?? 0);
+    this.summary.unknown += counts.unknown ?? 0;
   }
 }
 

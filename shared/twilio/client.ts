@@ -131,6 +131,41 @@ const FIXED_LENGTH_ONLY = new Set<string>();
 const NO_REUSE = { connection: "close" } as const;
 const refusesStreamedBody = (status: number) => status === 411 || status === 501;
 
+/**
+ * How long a connection to Twilio may sit idle and still be reused. A server
+ * closes an idle keep-alive connection when its own timeout runs out (Node's
+ * default is 5 s), and a text sent on it at that instant is lost with it: its
+ * outcome is unknown until reconciliation, ten minutes later (a lab drain after
+ * a 5 s pause lost 4 of 20,000 texts so). Dropping ours first leaves that race
+ * only to servers with shorter timeouts.
+ */
+export const TWILIO_IDLE_MS = 2_000;
+
+/** fetch whose connections to Twilio are dropped after idleMs unused. */
+export function createTwilioHttp(idleMs = TWILIO_IDLE_MS): {
+  fetch: typeof fetch;
+  close(): void;
+} {
+  const client = Deno.createHttpClient({ poolIdleTimeout: idleMs });
+  return {
+    fetch: (input, init) => fetch(input, { ...init, client }),
+    close: () => client.close(),
+  };
+}
+
+// A stream of one chunk: the cheapest body Deno cannot replay (20,000 sends, 16 at a time, to a
+// local node:http server cost the client 1.68 s and 1.61 s of CPU this way, 2.03 s and 1.82 s
+// through Blob.stream()).
+function onePieceStream(text: string): ReadableStream<Uint8Array> {
+  const bytes = new TextEncoder().encode(text);
+  return new ReadableStream({
+    start(controller) {
+      controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}
+
 function basicAuth(user: string, password: string): string {
   const bytes = new TextEncoder().encode(`${user}:${password}`);
   return `Basic ${btoa(String.fromCharCode(...bytes))}`;
@@ -228,7 +263,7 @@ export async function sendSms(
         accept: "application/json",
         ...(streamed ? {} : NO_REUSE),
       },
-      body: streamed ? new Blob([form.toString()]).stream() : form,
+      body: streamed ? onePieceStream(form.toString()) : form,
       signal,
     });
   let res: Response;

@@ -2,7 +2,7 @@
 // out exactly once and no cap is ever exceeded.
 import assert from "node:assert/strict";
 import { sendSms } from "../../shared/twilio/client.ts";
-import { SendStarter } from "../../shared/delivery/processor.ts";
+import { emptyDeliverySummary, Outcomes, SendStarter } from "../../shared/delivery/processor.ts";
 import { toSmsText } from "../../shared/delivery/gsm.ts";
 import { createUsers, db, functionUrl, stackTest, waitFor } from "./helpers.ts";
 import {
@@ -175,5 +175,41 @@ soleProcessorTest(
       select id, send_started_at is not null as started from public.message_queue
        where id = any(${ids}) order by array_position(${ids}::uuid[], id)`;
     assert.deepEqual(rows.map((r) => r.started), [true, true, true]);
+  },
+);
+
+soleProcessorTest(
+  "an outcome is written soon after it is known, without waiting for a full write or the run's end",
+  async () => {
+    const sql = db();
+    const user = await deliveryUser(sql);
+    const id = await enqueue({ userId: user.id, text: "written soon" });
+    const token = await claimFor(user.id);
+    assert.equal(await new SendStarter(sql).start(token, id, toSmsText("written soon")), "go");
+    let written!: () => void;
+    const wrote = new Promise<void>((resolve) => (written = resolve));
+    const watched = ((strings: TemplateStringsArray, ...values: unknown[]) => {
+      if (strings.join("").includes("complete_messages")) written();
+      return sql(strings, ...(values as never[]));
+    }) as unknown as typeof sql;
+    const summary = emptyDeliverySummary();
+    const outcomes = new Outcomes(watched, summary);
+    outcomes.record(token, [{
+      id,
+      outcome: "sent",
+      twilio_sid: "SM" + "e".repeat(32),
+      from: "+12015550100",
+    }]);
+    // Only a guard against a hang: the write starts on its own, long before this.
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    const stuck = new Promise<"stuck">((resolve) => (guard = setTimeout(resolve, 30_000, "stuck")));
+    try {
+      assert.equal(await Promise.race([wrote.then(() => "wrote" as const), stuck]), "wrote");
+    } finally {
+      clearTimeout(guard);
+    }
+    await outcomes.flush();
+    assert.equal(summary.sent, 1);
+    assert.equal((await statusOf(id)).status, "sent");
   },
 );

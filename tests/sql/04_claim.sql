@@ -132,10 +132,12 @@ select is(
 select is(
   (select count(*)::int from message_queue where final_message in ('a high', 'a medium')
       and send_started_at is not null), 2, 'and marks it');
-select complete_messages((select t from a_token), jsonb_build_array(
-  jsonb_build_object('id', (select id from message_queue where final_message = 'a high'),
+select complete_messages(jsonb_build_array(
+  jsonb_build_object('claim_token', (select t from a_token),
+                     'id', (select id from message_queue where final_message = 'a high'),
                      'outcome', 'sent', 'twilio_sid', 'SM' || repeat('a', 32), 'from', '+19995550100'),
-  jsonb_build_object('id', (select id from message_queue where final_message = 'a medium'),
+  jsonb_build_object('claim_token', (select t from a_token),
+                     'id', (select id from message_queue where final_message = 'a medium'),
                      'outcome', 'retry', 'error', 'Twilio 429', 'retry_at', now() + interval '5 minutes')));
 select is(pg_temp.st('a high'), 'sent', 'an accepted send is sent');
 select is((select (direction, twilio_sid, body)::text from messages where twilio_sid = 'SM' || repeat('a', 32)),

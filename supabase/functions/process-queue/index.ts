@@ -3,9 +3,11 @@ import { claudeFromEnv } from "../../../shared/claude/client.ts";
 import { createCompleter } from "../../../shared/claude/complete.ts";
 import { loadConfig } from "../../../shared/config.ts";
 import { deliveryConfigFromEnv } from "../../../shared/delivery/config.ts";
+import { SendStarter } from "../../../shared/delivery/processor.ts";
 import { connect } from "../../../shared/db.ts";
 import { logInfo } from "../../../shared/log.ts";
 import {
+  createTwilioHttp,
   lookUpSentMessage,
   sendSms,
   twilioConfigFromEnv,
@@ -22,6 +24,10 @@ const voice = voiceConfigFromEnv(env);
 const reconcileAfterSeconds = unknownReconcileAfterSecondsFromEnv(env);
 const { renderMaxSegments } = deliveryConfigFromEnv(env);
 const sql = connect(config.SUPABASE_DB_URL, 4);
+// One for the process, so the runs it serves at once mark their sends together,
+// on a connection of its own, so a mark never waits behind a claim.
+const starter = new SendStarter(connect(config.SUPABASE_DB_URL, 1));
+const twilioHttp = createTwilioHttp();
 const functionsUrl = `${config.SUPABASE_URL ?? ""}/functions/v1`;
 
 Deno.serve(createProcessQueueHandler({
@@ -44,12 +50,13 @@ Deno.serve(createProcessQueueHandler({
       reconcile: twilio
         ? {
           afterSeconds: reconcileAfterSeconds,
-          lookUp: (sms) => lookUpSentMessage(twilio, sms, { fetch }),
+          lookUp: (sms) => lookUpSentMessage(twilio, sms, { fetch: twilioHttp.fetch }),
         }
         : null,
       delivery: twilio
         ? {
-          sendSms: (msg) => sendSms(twilio, msg, { fetch }),
+          starter,
+          sendSms: (msg) => sendSms(twilio, msg, { fetch: twilioHttp.fetch }),
           complete: claude.client ? createCompleter(claude.client, "process-queue") : null,
           renderModel: claude.renderModel,
           renderMaxSegments,

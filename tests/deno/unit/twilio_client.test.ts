@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type SmsCatcher, startSmsCatcher } from "../../../scripts/local/sms_catcher.ts";
 import {
+  createTwilioHttp,
   DEFAULT_TWILIO_BASE_URL,
   DEFAULT_TWILIO_TIMEOUT_MS,
   parseTwilioForm,
@@ -193,6 +194,23 @@ Deno.test("a drop on a reused connection after Twilio created the message is sen
     assert.equal((await sendSms(cfg, SMS, { fetch })).kind, "unknown");
     assert.equal(catcher.requests(), 2, "the request was not sent again behind our back");
     assert.equal(catcher.messages().length, 2);
+  });
+});
+
+Deno.test("a connection left idle is not reused, so a server's idle close cannot take a text", async () => {
+  await withCatcher(async (catcher, cfg) => {
+    const http = createTwilioHttp(100);
+    try {
+      assert.equal((await sendSms(cfg, SMS, http)).kind, "accepted");
+      assert.equal((await sendSms(cfg, SMS, http)).kind, "accepted");
+      assert.equal(catcher.connections(), 1, "texts one after another share a connection");
+      // Idle four times as long as the limit: the connection is dropped, not reused.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      assert.equal((await sendSms(cfg, SMS, http)).kind, "accepted");
+      assert.equal(catcher.connections(), 2);
+    } finally {
+      http.close();
+    }
   });
 });
 
