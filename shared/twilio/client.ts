@@ -134,12 +134,12 @@ const refusesStreamedBody = (status: number) => status === 411 || status === 501
 /**
  * How long a connection to Twilio may sit idle and still be reused. A server
  * closes an idle keep-alive connection when its own timeout runs out (Node's
- * default is 5 s), and a text sent on it at that instant is lost with it: its
- * outcome is unknown until reconciliation, ten minutes later (a lab drain after
- * a 5 s pause lost 4 of 20,000 texts so). Dropping ours first leaves that race
- * only to servers with shorter timeouts.
+ * default is 5 s), and a text sent on it at that instant goes down with it: its
+ * outcome is unknown until reconciliation (in the lab, 4 of 20,000 texts sent
+ * just after a 5 s pause went so). Dropping ours first leaves that race only to
+ * servers with shorter timeouts.
  */
-export const TWILIO_IDLE_MS = 2_000;
+const TWILIO_IDLE_MS = 2_000;
 
 /** fetch whose connections to Twilio are dropped after idleMs unused. */
 export function createTwilioHttp(idleMs = TWILIO_IDLE_MS): {
