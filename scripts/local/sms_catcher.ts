@@ -144,9 +144,12 @@ const DEFAULT_CODES: Record<number, number> = { 401: 20003, 404: 20404, 429: 204
 
 const messagesPath = (accountSid: string) => `/${API_VERSION}/Accounts/${accountSid}/Messages.json`;
 
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+
 function newSid(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return "SM" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  let sid = "SM";
+  for (const b of crypto.getRandomValues(new Uint8Array(16))) sid += HEX[b];
+  return sid;
 }
 
 // RFC 2822 in GMT, as Twilio writes date_created.
@@ -290,16 +293,35 @@ function listPage(all: readonly CaughtMessage[], query: URLSearchParams, path: s
   };
 }
 
-async function readBody(req: http.IncomingMessage): Promise<string> {
-  const decoder = new TextDecoder();
-  let size = 0;
-  let text = "";
-  for await (const chunk of req as AsyncIterable<Uint8Array>) {
-    size += chunk.byteLength;
-    if (size > MAX_BODY_BYTES) throw new Error(`body exceeds ${MAX_BODY_BYTES} bytes`);
-    text += decoder.decode(chunk, { stream: true });
+// Events rather than the stream's async iterator: the catcher shares the machine with what it
+// measures, and the iterator was a tenth of its CPU in a 20,000-text drain.
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const decoder = new TextDecoder();
+    let size = 0;
+    let text = "";
+    req.on("data", (chunk: Uint8Array) => {
+      size += chunk.byteLength;
+      if (size > MAX_BODY_BYTES) {
+        reject(new Error(`body exceeds ${MAX_BODY_BYTES} bytes`));
+        req.removeAllListeners("data");
+        req.resume();
+        return;
+      }
+      text += decoder.decode(chunk, { stream: true });
+    });
+    req.on("end", () => resolve(text + decoder.decode()));
+    req.on("error", reject);
+  });
+}
+
+/** A form's fields, each at its first value, as URLSearchParams.get reads them. */
+function formFields(text: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const [name, value] of new URLSearchParams(text)) {
+    if (!fields.has(name)) fields.set(name, value);
   }
-  return text + decoder.decode();
+  return fields;
 }
 
 function basicCredentials(header: string | undefined): [string, string] | null {
@@ -315,7 +337,7 @@ function basicCredentials(header: string | undefined): [string, string] | null {
   return colon < 0 ? null : [decoded.slice(0, colon), decoded.slice(colon + 1)];
 }
 
-function validationError(form: URLSearchParams): [number, string] | null {
+function validationError(form: Map<string, string>): [number, string] | null {
   const to = form.get("To");
   const from = form.get("From");
   if (!to) return [21604, "A 'To' phone number is required."];
@@ -386,12 +408,20 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
     });
   }
 
+  // The header a client with the right credentials sends, so most requests are checked by one
+  // comparison; any other spelling of them is decoded.
+  const expectedAuthorization = `Basic ${
+    btoa(String.fromCharCode(...new TextEncoder().encode(`${accountSid}:${authToken}`)))
+  }`;
+
   function isAuthentic(req: http.IncomingMessage, pathSid: string): boolean {
-    const credentials = basicCredentials(req.headers.authorization);
+    if (pathSid !== accountSid) return false;
+    const header = req.headers.authorization;
+    if (header !== undefined && timingSafeEqual(header, expectedAuthorization)) return true;
+    const credentials = basicCredentials(header);
     return credentials !== null &&
       timingSafeEqual(credentials[0], accountSid) &&
-      timingSafeEqual(credentials[1], authToken) &&
-      pathSid === accountSid;
+      timingSafeEqual(credentials[1], authToken);
   }
 
   function refuseCredentials(res: http.ServerResponse): void {
@@ -418,8 +448,8 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
     if (behaviour.lengthRequired && req.headers["transfer-encoding"] !== undefined) {
       return sendJson(res, 411, { message: "Length Required" });
     }
-    const form = new URLSearchParams(text);
-    const failure = takeFailure(form.get("To"));
+    const form = formFields(text);
+    const failure = takeFailure(form.get("To") ?? null);
     const failsAfterCreate = failure?.afterCreate || failure?.acceptThenHang;
     if (failure && !failsAfterCreate) return fail(req, res, failure);
 
@@ -428,15 +458,15 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
       return later(res, () => sendJson(res, 400, twilioErrorBody(400, invalid[0], invalid[1])));
     }
     const now = new Date();
-    const messagingServiceSid = form.get("MessagingServiceSid");
+    const messagingServiceSid = form.get("MessagingServiceSid") ?? null;
     const message: CaughtMessage = {
       sid: newSid(),
       accountSid,
       to: form.get("To")!,
-      from: form.get("From"),
+      from: form.get("From") ?? null,
       messagingServiceSid,
       body: form.get("Body") ?? "",
-      statusCallback: form.get("StatusCallback"),
+      statusCallback: form.get("StatusCallback") ?? null,
       // Twilio answers "accepted" when a Messaging Service still has to pick the sender.
       status: messagingServiceSid ? "accepted" : "queued",
       errorCode: null,
@@ -566,7 +596,9 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const method = req.method ?? "GET";
-    const { pathname: path, searchParams } = new URL(req.url ?? "/", "http://x");
+    const target = req.url ?? "/";
+    const queryAt = target.indexOf("?");
+    const path = queryAt < 0 ? target : target.slice(0, queryAt);
     const text = await readBody(req);
     if (path.startsWith("/__catcher/")) return await control(res, method, path, text);
     const messages = MESSAGES_PATH.exec(path);
@@ -574,7 +606,10 @@ export async function startSmsCatcher(opts: CatcherOptions = {}): Promise<SmsCat
       const message = `The requested resource ${path} was not found`;
       return sendJson(res, 404, twilioErrorBody(404, 20404, message));
     }
-    if (method === "GET") return listMessages(req, res, messages[1], searchParams);
+    if (method === "GET") {
+      const query = new URLSearchParams(queryAt < 0 ? "" : target.slice(queryAt + 1));
+      return listMessages(req, res, messages[1], query);
+    }
     if (method !== "POST") {
       return sendJson(res, 405, twilioErrorBody(405, 20004, "Method not allowed"));
     }

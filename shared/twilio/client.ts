@@ -166,6 +166,25 @@ function onePieceStream(text: string): ReadableStream<Uint8Array> {
   });
 }
 
+/**
+ * Runs `exchange` with a signal that aborts it after timeoutMs, and drops the timer as soon as
+ * it ends. AbortSignal.timeout's timer would fire long after every answer, building a
+ * TimeoutError (stack trace and all) for a signal nobody listens to: 3% of process-queue's CPU
+ * in back-to-back 20,000-text drains.
+ */
+async function withTimeout<T>(timeoutMs: number, exchange: (signal: AbortSignal) => Promise<T>) {
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DOMException("the exchange timed out", "TimeoutError")),
+    timeoutMs,
+  );
+  try {
+    return await exchange(controller.signal);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function basicAuth(user: string, password: string): string {
   const bytes = new TextEncoder().encode(`${user}:${password}`);
   return `Basic ${btoa(String.fromCharCode(...bytes))}`;
@@ -235,7 +254,7 @@ function classifyAnswer(status: number, text: string): SendOutcome {
   return { kind: "rejected", httpStatus: status, code, message, optedOut: code === OPTED_OUT_CODE };
 }
 
-export async function sendSms(
+export function sendSms(
   cfg: TwilioConfig,
   msg: SmsToSend,
   deps: { fetch: typeof fetch },
@@ -253,7 +272,15 @@ export async function sendSms(
     }
   }
   // One signal for the whole exchange, so a body that stalls also ends as "unknown".
-  const signal = AbortSignal.timeout(cfg.timeoutMs);
+  return withTimeout(cfg.timeoutMs, (signal) => postMessage(cfg, form, deps, signal));
+}
+
+async function postMessage(
+  cfg: TwilioConfig,
+  form: URLSearchParams,
+  deps: { fetch: typeof fetch },
+  signal: AbortSignal,
+): Promise<SendOutcome> {
   const post = (streamed: boolean) =>
     deps.fetch(messagesUrl(cfg), {
       method: "POST",
@@ -470,16 +497,18 @@ async function fetchMessagesPage(
   fetchFn: typeof fetch,
 ): Promise<PageOutcome> {
   try {
-    const res = await fetchFn(url, {
-      method: "GET",
-      headers: {
-        authorization: basicAuth(cfg.accountSid, cfg.authToken),
-        accept: "application/json",
-      },
-      // A GET sent again is harmless, so it may reuse a connection.
-      signal: AbortSignal.timeout(cfg.timeoutMs),
+    return await withTimeout(cfg.timeoutMs, async (signal) => {
+      const res = await fetchFn(url, {
+        method: "GET",
+        headers: {
+          authorization: basicAuth(cfg.accountSid, cfg.authToken),
+          accept: "application/json",
+        },
+        // A GET sent again is harmless, so it may reuse a connection.
+        signal,
+      });
+      return parseMessagesPage(res.status, await res.text());
     });
-    return parseMessagesPage(res.status, await res.text());
   } catch (err) {
     const name = (err as { name?: unknown })?.name;
     const why = name === "TimeoutError" || name === "AbortError"
