@@ -15,3 +15,12 @@ drop index if exists public.message_queue_agent_idx;
 -- 13% for 2. The setting holds for the functions they call, too.
 alter function public.claim_messages(integer, integer) set plan_cache_mode = force_generic_plan;
 alter function public.start_sending(jsonb) set plan_cache_mode = force_generic_plan;
+
+-- Room on each page for the row versions a message leaves as it goes from queued
+-- to sending to sent: a claim's and a send's new versions can then stay on their
+-- page, where a full page sends them to new ones. In the lab, 20,000 texts
+-- claimed, marked and recorded on one connection: 5% less time on average over
+-- 10 pairs of runs taking turns with the default (less in 8 of them); the mark's
+-- update skipped the indexes (HOT) for 18,677 rows against 17,581; the table
+-- ended at 787 pages against 842. Existing pages keep their rows.
+alter table public.message_queue set (fillfactor = 80);
