@@ -37,7 +37,12 @@ Deno.serve(createProcessQueueHandler({
       sql,
       now: () => Date.now(),
       log: (message, fields) => logInfo("process-queue", message, fields),
-      concurrency: 16,
+      // Sends in flight per run. More in flight means more of them marked in each
+      // start_sending: in the lab, a 20,000-text drain (4 runs at once) made 663-731
+      // marks at 16 and 345-449 at 32, and sent 10-35% faster (3 runs each, taking
+      // turns). Twilio refuses what exceeds an account's concurrency with 429,
+      // which is retried.
+      concurrency: 32,
       leaseSeconds: 120,
       calls: voice
         ? {
