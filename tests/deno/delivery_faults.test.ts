@@ -32,12 +32,12 @@ const statuses = async (ids: string[]) =>
 soleProcessorTest(
   "process-queue killed mid-batch: every message goes exactly once, none stays unknown",
   async () => {
-    const users = await Promise.all(Array.from({ length: 80 }, () => deliveryUser(db())));
+    const users = await Promise.all(Array.from({ length: 60 }, () => deliveryUser(db())));
     const ids = await Promise.all(
       users.map((u, i) => enqueue({ userId: u.id, text: `mid-batch ${i}` })),
     );
     const phones = new Set(users.map((u) => u.phone_number));
-    // Slow answers keep sends in flight (48 at a time) while the rest wait their turn.
+    // Slow answers keep sends in flight (32 at a time) while the rest wait their turn.
     await catcher.behaviour({ latencyMs: 30_000 });
     try {
       const run = processQueue({ time_budget_ms: 60_000 }).catch((err) => err);

@@ -39,13 +39,14 @@ Deno.serve(createProcessQueueHandler({
       log: (message, fields) => logInfo("process-queue", message, fields),
       // Sends in flight per run. Against a real Twilio, whose answers take a
       // while, this bounds a run's throughput; and more in flight means more sends
-      // marked in each start_sending. In the lab, a 20,000-text drain (4 runs at
-      // once, 0 ms answers, first drain after a restart, 3 runs each taking turns)
-      // made 327-419 marks at 32 and 231-267 at 48, and sent 3201.8, 3842.7 and
-      // 3218.3/s at 32 against 4320.6, 3730.5 and 3264.8/s at 48 (the earlier 16
-      // made 663-731 marks a drain). Twilio refuses what exceeds an account's
-      // concurrency with 429, which is retried.
-      concurrency: 48,
+      // marked in each start_sending. A 20,000-text drain (4 runs at once, 0 ms
+      // answers) made 663-731 marks at 16 and 327-419 at 32 in the lab, and ran
+      // 10-35% faster. 48 made fewer marks still (231-267), but `npm run bench`,
+      // taking turns, drained no faster (32: 3204.98, 3731.37, 3622.55/s; 48:
+      // 3637.02, 3527.97, 3103.48/s). An account's concurrency limit is commonly
+      // given as 100 requests (Twilio's docs name no figure): 32 leaves room for
+      // three runs at once, and a 429 beyond it is retried.
+      concurrency: 32,
       leaseSeconds: 120,
       calls: voice
         ? {
