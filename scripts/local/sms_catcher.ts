@@ -293,8 +293,8 @@ function listPage(all: readonly CaughtMessage[], query: URLSearchParams, path: s
   };
 }
 
-// Events rather than the stream's async iterator: the catcher shares the machine with what it
-// measures, and the iterator was a tenth of its CPU in a 20,000-text drain.
+// Events rather than the stream's async iterator, which alone was 3% of the catcher's CPU in a
+// 20,000-text drain: the catcher shares the machine with what it measures.
 function readBody(req: http.IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const decoder = new TextDecoder();
