@@ -120,8 +120,8 @@ const messagesUrl = (cfg: TwilioConfig) => `${cfg.baseUrl}${messagesPath(cfg.acc
 // closes without an answer, even after the server read it: a second text if Twilio had created
 // the first. It cannot replay a streamed body, so a send's body is streamed: the connection is
 // reused, and a drop is an error we see. (A connection per text cost a 20,000-text drain on
-// our 2-core machine 8.69 s, against 6.49 s reused.) (Over HTTP/2 the body is DATA frames, and h2 retries only streams the server
-// refused unprocessed.)
+// our 2-core machine 8.69 s, against 6.49 s reused.) Over HTTP/2 the body is DATA frames, and h2
+// retries only streams the server refused unprocessed.
 //
 // Over HTTP/1.1 a streamed body is chunked. A server that will not take that says so before
 // doing anything, with 411 (or 501); the text then goes again at once with a fixed length, on a

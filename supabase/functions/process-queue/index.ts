@@ -37,9 +37,10 @@ Deno.serve(createProcessQueueHandler({
       sql,
       now: () => Date.now(),
       log: (message, fields) => logInfo("process-queue", message, fields),
-      // Sends in flight per run. Against a real Twilio, whose answers take a
-      // while, this bounds a run's throughput; and more in flight means more sends
-      // marked in each start_sending. A 20,000-text drain (4 runs at once, 0 ms
+      // Sends in flight per run (it bounds calls dispatched and reconciliation
+      // lookups too, which come in batches of 20 and 50). Against a real Twilio,
+      // whose answers take a while, this bounds a run's throughput; and more in
+      // flight means more sends marked in each start_sending. A 20,000-text drain (4 runs at once, 0 ms
       // answers) made 663-731 marks at 16 and 327-419 at 32 in the lab, and ran
       // 10-35% faster. 48 made fewer marks still (231-267), but `npm run bench`,
       // taking turns, drained no faster (32: 3204.98, 3731.37, 3622.55/s; 48:
